@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def simulate_day(twin: Twin, start_s: float, dt_s: float, seed: int = 0) -> float:
     """Drive ``twin`` for 24 h from ``start_s``; returns the wall time spent [s]."""
     fleet = twin.fleet
-    n_steps = int(round(86400.0 / dt_s))
+    n_steps = round(86400.0 / dt_s)
     times = start_s + dt_s * np.arange(n_steps)
     mid = times + dt_s / 2.0
     zen, az = sun_position(fleet.lat_deg, fleet.lon_deg, mid)

@@ -140,11 +140,8 @@ def _step_numba(t_s: float, dt_s: float, p: TwinParams, x: StepInputs, setpoint:
 
     step_fleet(
         float(t_s), float(dt_s),
-        p.site_start, p.site_stop, p.import_limit_kw, p.export_limit_kw, p.device_type,
-        p.pv_kwp, p.inverter_kw, p.temp_coeff_per_c, p.cos_tilt, p.sin_tilt_cos_az,
-        p.sin_tilt_sin_az, p.battery_kwh, p.charge_kw, p.discharge_kw, p.charge_eff,
-        p.discharge_eff, p.soc_min, p.soc_max, p.ev_max_kw, p.conn_start, p.conn_stop,
-        p.load_peak_kw, p.load_profile,
+        p.site_start, p.import_limit_kw, p.export_limit_kw, p.type_start, p.type_count,
+        p.pv_table, p.battery_table, p.ev_max_c_kw, p.ev_conn, p.load_table,
         x.ghi, x.dni, x.dhi, x.zenith_deg, x.azimuth_deg, x.temp_air_c, x.wind_m_s,
         x.load_frac, x.price_eur_per_mwh, x.feed_in_eur_per_mwh, x.co2_kg_per_mwh,
         setpoint,

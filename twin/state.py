@@ -82,6 +82,16 @@ class TwinParams:
     conn_stop: np.ndarray  # (n_devices,) int64
     load_peak_kw: np.ndarray
     load_profile: np.ndarray  # (n_devices,) int8, -1 for non-loads
+    # Compact per-type tables for the numba kernel: each type's devices are
+    # dense, in device-row order, so a step streams only the bytes it needs.
+    type_start: np.ndarray  # (n_sites, 4) int64: site's first row in each type's table
+    type_count: np.ndarray  # (n_sites, 4) int64: site's number of devices of each type
+    pv_table: np.ndarray  # (n_pv, 6): kwp, inverter_kw, temp_coeff, cos_tilt, stc, sts
+    battery_table: np.ndarray  # (n_bat, 7): kwh, charge_kw, discharge_kw, charge_eff,
+    #                             discharge_eff, soc_min, soc_max
+    ev_max_c_kw: np.ndarray  # (n_ev,): charger rating
+    ev_conn: np.ndarray  # (n_ev, 2) int64: first and end connector row
+    load_table: np.ndarray  # (n_load, 2): peak_kw, profile code
 
     @classmethod
     def from_fleet(cls, fleet: Fleet) -> TwinParams:
@@ -93,6 +103,13 @@ class TwinParams:
         cos_tilt, stc, sts = pv_geometry(tilt, az)
         connectors = fleet.ev_connectors.astype(np.int64)
         conn_stop = np.cumsum(connectors)
+        kind = fleet.device_type
+        count = np.zeros((fleet.n_sites, 4), dtype=np.int64)
+        np.add.at(count, (fleet.device_site, kind), 1)
+        start = np.zeros_like(count)
+        start[1:] = np.cumsum(count, axis=0)[:-1]
+        pv, bat, ev, ld = (kind == code for code in (PV, BATTERY, EV_CHARGER, LOAD))
+        ev_rows = np.flatnonzero(ev)
         return cls(
             site_start=fleet.site_start,
             site_stop=fleet.site_stop,
@@ -118,6 +135,18 @@ class TwinParams:
             conn_stop=conn_stop,
             load_peak_kw=col("load_peak_kw"),
             load_profile=fleet.load_profile,
+            type_start=start,
+            type_count=count,
+            pv_table=np.column_stack([col("pv_kwp")[pv], col("inverter_kw")[pv],
+                                      col("temp_coeff_per_c")[pv], cos_tilt[pv], stc[pv],
+                                      sts[pv]]),
+            battery_table=np.column_stack([col(name)[bat] for name in (
+                "battery_kwh", "charge_kw", "discharge_kw", "charge_eff", "discharge_eff",
+                "soc_min", "soc_max")]),
+            ev_max_c_kw=col("ev_max_kw")[ev],
+            ev_conn=np.column_stack([(conn_stop - connectors)[ev_rows], conn_stop[ev_rows]]),
+            load_table=np.column_stack([col("load_peak_kw")[ld],
+                                        fleet.load_profile[ld].astype(np.float64)]),
         )
 
     @property
@@ -135,6 +164,13 @@ class TwinParams:
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, f.name).nbytes for f in fields(self))
+
+    @property
+    def kernel_nbytes(self) -> int:
+        """Bytes of the parameter arrays the numba kernel reads."""
+        return sum(getattr(self, name).nbytes for name in (
+            "site_start", "site_stop", "import_limit_kw", "export_limit_kw", "type_start",
+            "type_count", "pv_table", "battery_table", "ev_max_c_kw", "ev_conn", "load_table"))
 
 
 @dataclass(eq=False)
