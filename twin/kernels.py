@@ -228,3 +228,24 @@ def _ev_charge(t_s, dt_h, d, c0, c1, max_kw, sp, ok, conn_need_kwh, conn_departu
                 conn_need_kwh[c] -= share * dt_h
                 given_total += share
     return given_total
+
+
+@njit(cache=True)
+def plug_in_sessions(conn_start, conn_stop, conn_need_kwh, conn_departure_s, charger_rows,
+                     need_kwh, departure_s, taken):
+    """Put each session on the first free connector of its charger (in place).
+
+    A connector is free when its departure time is infinite. ``taken[i]`` is
+    set True where session ``i`` found a connector; returns how many did.
+    """
+    n_taken = 0
+    for i in range(charger_rows.shape[0]):
+        d = charger_rows[i]
+        for c in range(conn_start[d], conn_stop[d]):
+            if np.isinf(conn_departure_s[c]):
+                conn_need_kwh[c] = need_kwh[i]
+                conn_departure_s[c] = departure_s[i]
+                taken[i] = True
+                n_taken += 1
+                break
+    return n_taken

@@ -107,6 +107,13 @@ class Twin:
         if np.any(need_kwh < 0) or not np.all(np.isfinite(need_kwh)):
             raise ValueError("EV session energy must be finite and non-negative")
         taken = np.zeros(len(charger_rows), dtype=bool)
+        if self.backend == "numba":
+            from twin.kernels import plug_in_sessions
+
+            plug_in_sessions(self.params.conn_start, self.params.conn_stop,
+                             self.state.conn_need_kwh, self.state.conn_departure_s,
+                             charger_rows, need_kwh, departure_s, taken)
+            return taken
         free = self.state.conn_departure_s
         for i, d in enumerate(charger_rows):
             c0, c1 = self.params.conn_start[d], self.params.conn_stop[d]

@@ -1,0 +1,199 @@
+"""Zarr v3 storage of labelled time series: append time chunks, read a time range back.
+
+A store is a zarr v3 group holding one array per variable of an
+:class:`xarray.Dataset`. Variables that have a ``time`` dimension grow along
+it, one appended chunk at a time; the others (labels such as site or device
+ids) are written once, with the first chunk. Times are stored as int64 Unix
+seconds with CF attributes, so ``xarray.open_zarr`` decodes them to
+``datetime64``. Arrays are chunked along time and compressed (Blosc/zstd with
+byte shuffle).
+
+Used for scenario results and telemetry history; it knows nothing of either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+TIME = "time"
+_TIME_ATTRS = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
+
+
+class StorageError(ValueError):
+    """A store that cannot take or give what was asked (names the variable)."""
+
+
+def unix_seconds(times: Any) -> np.ndarray:
+    """UTC times as int64 Unix seconds.
+
+    Parameters
+    ----------
+    times : array-like of datetime64 or numbers
+        Times as ``datetime64`` (naive = UTC) or Unix seconds [s].
+    """
+    arr = np.asarray(times)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        return arr.astype("datetime64[s]").astype(np.int64)
+    return np.round(arr.astype(np.float64)).astype(np.int64)
+
+
+class TimeSeriesStore:
+    """Append-only zarr v3 store of xarray-labelled arrays with a ``time`` dimension.
+
+    Parameters
+    ----------
+    path : str or Path
+        Directory of the zarr store (created on the first append).
+    time_chunk : int
+        Chunk length along time [steps] of the arrays it creates.
+    compression_level : int
+        Blosc/zstd level (0-9) of the arrays it creates.
+    """
+
+    def __init__(self, path: str | Path, time_chunk: int = 672, compression_level: int = 3):
+        if time_chunk < 1:
+            raise StorageError(f"time_chunk must be at least 1, got {time_chunk}")
+        self.path = Path(path)
+        self.time_chunk = int(time_chunk)
+        self._codec = BloscCodec(cname="zstd", clevel=compression_level, shuffle="shuffle")
+        self._group: zarr.Group | None = None
+        self._arrays: dict[str, zarr.Array] = {}
+        self._last_time_s: int | None = None
+
+    # -- writing -----------------------------------------------------------------
+    def append(self, chunk: xr.Dataset) -> None:
+        """Append a time chunk; the first call creates the arrays from its layout.
+
+        Every data variable or coordinate with a ``time`` dimension must have
+        it first; later chunks must hold the same variables with the same
+        non-time shapes, and times after those already stored.
+        """
+        if TIME not in chunk.dims or chunk.sizes[TIME] == 0:
+            raise StorageError("a chunk needs a non-empty 'time' dimension")
+        t_s = unix_seconds(chunk[TIME].values)
+        if np.any(np.diff(t_s) <= 0):
+            raise StorageError("chunk times must be strictly increasing")
+        if self._group is None:
+            self._open_or_create(chunk)
+        if self._last_time_s is not None and t_s[0] <= self._last_time_s:
+            raise StorageError(f"chunk starts at {t_s[0]} s, not after the last stored time "
+                               f"{self._last_time_s} s")
+        n_new = len(t_s)
+        n_old = self._arrays[TIME].shape[0]
+        for name, arr in self._arrays.items():
+            if name == TIME:
+                data = t_s
+            else:
+                if name not in chunk.variables:
+                    raise StorageError(f"chunk lacks variable {name!r} that the store holds")
+                var = chunk.variables[name]
+                if var.dims[0] != TIME or tuple(var.shape[1:]) != tuple(arr.shape[1:]):
+                    raise StorageError(f"variable {name!r} has dims {var.dims} and shape "
+                                       f"{var.shape}; the store holds {arr.shape[1:]} after time")
+                data = np.asarray(var.values, dtype=arr.dtype)
+            arr.resize((n_old + n_new, *arr.shape[1:]))
+            arr[n_old:n_old + n_new] = data
+        self._last_time_s = int(t_s[-1])
+
+    def _open_or_create(self, chunk: xr.Dataset) -> None:
+        if (self.path / "zarr.json").exists():
+            self._group = zarr.open_group(str(self.path), mode="r+")
+            for name, arr in self._group.arrays():
+                if arr.metadata.dimension_names and arr.metadata.dimension_names[0] == TIME:
+                    self._arrays[name] = arr
+            if TIME not in self._arrays:
+                raise StorageError(f"{self.path} is not a time-series store (no 'time' array)")
+            n = self._arrays[TIME].shape[0]
+            self._last_time_s = int(self._arrays[TIME][n - 1]) if n else None
+            return
+        self._group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        self._group.attrs.update(_jsonable_attrs(chunk.attrs))
+        time_attrs = {k: v for k, v in chunk[TIME].attrs.items() if k not in _TIME_ATTRS}
+        self._arrays[TIME] = self._group.create_array(
+            TIME, shape=(0,), chunks=(self.time_chunk,), dtype="int64",
+            dimension_names=[TIME], attributes={**time_attrs, **_TIME_ATTRS},
+            compressors=self._codec)
+        for name, var in chunk.variables.items():
+            if name == TIME:
+                continue
+            attrs = _jsonable_attrs(var.attrs)
+            if name in chunk.coords and name not in chunk.dims:
+                attrs.setdefault("_role", "coordinate")
+            if TIME in var.dims:
+                if var.dims[0] != TIME:
+                    raise StorageError(f"variable {name!r}: 'time' must be its first dimension")
+                kind = np.asarray(var.values).dtype
+                if kind.kind not in "fiub":
+                    raise StorageError(f"variable {name!r}: only numeric time series are "
+                                       f"stored, got dtype {kind}")
+                fill = np.nan if kind.kind == "f" else 0
+                self._arrays[name] = self._group.create_array(
+                    str(name), shape=(0, *var.shape[1:]), dtype=kind,
+                    chunks=(self.time_chunk, *var.shape[1:]), dimension_names=list(var.dims),
+                    fill_value=fill, attributes=attrs, compressors=self._codec)
+            else:
+                values = np.asarray(var.values)
+                dtype: Any = str if values.dtype.kind in "OUS" else values.dtype
+                arr = self._group.create_array(
+                    str(name), shape=values.shape, dtype=dtype,
+                    chunks=tuple(max(1, n) for n in values.shape),
+                    dimension_names=list(var.dims), attributes=attrs)
+                if values.size:
+                    arr[...] = values.astype(str) if dtype is str else values
+
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Add or replace attributes of the store (after the first append)."""
+        if self._group is None:
+            raise StorageError("the store is created by the first append; nothing to annotate")
+        self._group.attrs.update(_jsonable_attrs(attrs))
+
+    @property
+    def n_times(self) -> int:
+        return self._arrays[TIME].shape[0] if TIME in self._arrays else 0
+
+
+# -- reading ---------------------------------------------------------------------
+def open_store(path: str | Path) -> xr.Dataset:
+    """Open a store lazily as an :class:`xarray.Dataset` (dask-backed)."""
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        raise StorageError(f"{path} is not a zarr store")
+    ds = xr.open_zarr(str(path), consolidated=False)
+    coords = [n for n, v in ds.data_vars.items() if v.attrs.get("_role") == "coordinate"]
+    return ds.set_coords(coords) if coords else ds
+
+
+def read_time_range(path: str | Path, start_s: float | None = None,
+                    end_s: float | None = None) -> xr.Dataset:
+    """Read the times ``start_s <= t < end_s`` of a store into memory.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store.
+    start_s, end_s : float, optional
+        Unix seconds [s]; ``None`` leaves that side open.
+    """
+    ds = open_store(path)
+    t_s = unix_seconds(ds[TIME].values)
+    lo = 0 if start_s is None else int(np.searchsorted(t_s, start_s, side="left"))
+    hi = len(t_s) if end_s is None else int(np.searchsorted(t_s, end_s, side="left"))
+    return ds.isel({TIME: slice(lo, hi)}).load()
+
+
+def _jsonable_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[str(key)] = value
+    return out

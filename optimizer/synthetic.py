@@ -1,0 +1,58 @@
+"""A plausible, deterministic forecast for examples, tests and benchmarks.
+
+Clear-sky PV from the twin's physics, daily load shapes per profile class,
+a day-ahead-like price with a midday dip and an evening peak (the feed-in
+tariff follows it and can go negative), a carbon intensity curve, and EV
+sessions: about half the chargers have a car at the start and more arrive
+during the horizon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.forecast import clear_sky_pv_forecast, load_forecast
+from optimizer.types import EvSessions, Forecast
+from twin.fleet import LOAD_PROFILES, Fleet
+
+
+def synthetic_inputs(fleet: Fleet, n_steps: int = 96, t0_s: float = 1_717_200_000.0,
+                     dt_s: float = 900.0, seed: int = 0) -> Forecast:
+    """A forecast of ``n_steps`` steps from ``t0_s`` [Unix s] for ``fleet``."""
+    rng = np.random.default_rng(seed)
+    times = t0_s + dt_s * np.arange(n_steps)
+    pv_site, pv_dev = clear_sky_pv_forecast(fleet, times)
+    hour = (times % 86400.0) / 3600.0
+    shapes = {
+        "residential": 0.35 + 0.25 * np.exp(-((hour - 7.5) / 1.5) ** 2)
+        + 0.5 * np.exp(-((hour - 19.0) / 2.0) ** 2),
+        "commercial": 0.3 + 0.6 * ((hour > 7) & (hour < 18)),
+        "industrial": 0.6 + 0.3 * ((hour > 6) & (hour < 22)),
+        "flat": np.full(n_steps, 0.8),
+    }
+    frac = np.stack([shapes[p] for p in LOAD_PROFILES], axis=1)  # (t, profiles)
+    noise = rng.uniform(0.9, 1.1, (n_steps, fleet.n_sites, 1))
+    load = load_forecast(fleet, frac[:, None, :] * noise)
+    price = (70.0 - 45.0 * np.exp(-((hour - 13.0) / 2.5) ** 2)
+             + 60.0 * np.exp(-((hour - 19.5) / 1.5) ** 2))
+    feed_in = 0.8 * price - 15.0
+    co2 = 320.0 - 120.0 * np.exp(-((hour - 13.0) / 3.0) ** 2)
+    return Forecast(pv_kw=pv_site, load_kw=load, import_price_eur_per_mwh=price,
+                    feed_in_eur_per_mwh=feed_in, co2_kg_per_mwh=co2,
+                    ev_sessions=_sessions(fleet, t0_s, n_steps * dt_s, rng),
+                    pv_device_kw=pv_dev)
+
+
+def _sessions(fleet: Fleet, t0_s: float, horizon_s: float,
+              rng: np.random.Generator) -> EvSessions:
+    chargers = fleet.rows_of_type("ev_charger")
+    now = chargers[rng.random(len(chargers)) < 0.5]
+    later = chargers[rng.random(len(chargers)) < 0.4]
+    rows = np.concatenate([now, later])
+    arrival = np.concatenate([np.full(len(now), t0_s),
+                              t0_s + rng.uniform(0.1, 0.7, len(later)) * horizon_s])
+    stay_s = rng.uniform(1.0, 10.0, len(rows)) * 3600.0
+    rate = fleet.ev_max_kw[rows]
+    need = np.minimum(rng.uniform(10.0, 60.0, len(rows)), 0.7 * rate * stay_s / 3600.0)
+    return EvSessions(charger_row=rows.astype(np.int64), arrival_s=arrival,
+                      departure_s=arrival + stay_s, need_kwh=need)
