@@ -1,0 +1,244 @@
+"""The thin layer over paho-mqtt: broker URLs and client set-up.
+
+Everything else in :mod:`adapters.mqtt` is plain Python on bytes and arrays;
+only this module and the classes that own a connection import paho.
+
+Broker URLs: ``mqtt://[user[:password]@]host[:port]`` (plain TCP, port 1883 by
+default) or ``mqtts://...`` (TLS, port 8883, the system CA store unless a CA
+file is given).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 3600  # how long the broker keeps a persistent session's queue
+
+
+class FastClient(mqtt.Client):
+    """paho's client with buffered socket reads and coalesced PUBACKs.
+
+    paho reads every packet with two or more ``recv`` calls (one byte for the
+    type, one per length byte, then the body), handles one packet per
+    ``select`` and sends every PUBACK with its own ``send``. This subclass
+    reads the socket in 256 KiB chunks and serves paho's small reads from
+    that buffer; :meth:`loop_read` drains everything buffered; PUBACKs made
+    while reading are collected (in order) and sent in one ``send`` every
+    2,000 packets and at the end of the read.
+
+    With ``raw_sink`` set to ``fn(topic, payload)``, QoS 0/1 PUBLISH packets
+    go straight to it (no ``MQTTMessage``, MQTT 5 properties skipped unread)
+    instead of ``on_message``; the PUBACK follows as usual. Nothing else
+    changes. It overrides private paho methods (``_sock_recv``,
+    ``_sock_close``, ``_send_puback``, ``_handle_publish``), checked against
+    paho-mqtt 2.1-2.2.
+    """
+
+    _CHUNK = 262_144
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        self._acks = bytearray()
+        self._reading = False
+        self.raw_sink: Callable[[str, bytes], None] | None = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(self._CHUNK)
+            if len(data) <= bufsize:
+                return data
+            self._rbuf, self._rpos = data, 0
+        end = self._rpos + bufsize
+        out = self._rbuf[self._rpos:end]
+        self._rpos += len(out)
+        return out
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        sink = self.raw_sink
+        command = self._in_packet["command"]
+        qos = (command & 0x06) >> 1
+        if sink is None or qos == 2:
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        try:
+            end = 2 + ((packet[0] << 8) | packet[1])
+            topic = packet[2:end]
+            mid = 0
+            if qos:
+                mid = (packet[end] << 8) | packet[end + 1]
+                end += 2
+            if self._protocol == mqtt.MQTTv5:  # skip the properties (no topic aliases
+                n = shift = 0                  # are negotiated, so none are needed)
+                while True:
+                    byte = packet[end]
+                    end += 1
+                    n |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                end += n
+            name = topic.decode()
+        except (IndexError, UnicodeDecodeError):
+            return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        sink(name, packet[end:])
+        return self._send_puback(mid) if qos == 1 else mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0
+        self._acks.clear()  # unacknowledged QoS 1 messages come again with the session
+        super()._sock_close()
+
+    def _send_puback(self, mid: int) -> mqtt.MQTTErrorCode:
+        if not self._reading:
+            return super()._send_puback(mid)
+        self._acks += struct.pack("!BBH", PUBACK, 2, mid)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _flush_acks(self) -> mqtt.MQTTErrorCode:
+        while self._acks and self._sock is not None:
+            try:
+                sent = self._sock.send(self._acks)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS  # later: want_write() stays true
+            except OSError:
+                return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            del self._acks[:sent]
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def want_write(self) -> bool:
+        return bool(self._acks) or super().want_write()
+
+    def loop_write(self) -> mqtt.MQTTErrorCode:
+        rc = self._flush_acks()
+        if rc:
+            return rc
+        return super().loop_write()
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        n = 0
+        self._reading = True
+        try:
+            while True:
+                if self._sock is None:
+                    return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+                rc = self._packet_read()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                    return self._flush_acks()
+                n += 1
+                if n % 2000 == 0:
+                    rc = self._flush_acks()
+                    if rc:
+                        return rc
+        finally:
+            self._reading = False
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    """A parsed broker URL."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    """Parse ``mqtt://`` / ``mqtts://`` URLs; raises ``ValueError`` naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"broker URL {url!r} has no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ValueError(f"broker URL {url!r}: bad port") from exc
+    return BrokerUrl(parts.hostname, port, tls,
+                     unquote(parts.username) if parts.username else None,
+                     unquote(parts.password) if parts.password else None)
+
+
+def make_client(client_id: str, *, persistent: bool = False,
+                username: str | None = None, password: str | None = None,
+                ca_file: str | None = None, max_inflight: int = 1000,
+                mqtt_version: int = 5) -> mqtt.Client:
+    """A paho client (:class:`FastClient`) with reconnect back-off from 0.5 s to 30 s.
+
+    ``persistent=True`` gives a session the broker keeps after a disconnect
+    (clean start off), so QoS 1 messages sent while the client is away are
+    delivered when it returns; with MQTT 5 the session expires
+    :data:`SESSION_EXPIRY_S` seconds after the client left (set by
+    :func:`connect`); with 3.1.1 (``mqtt_version=311``) the broker's own
+    setting applies (Mosquitto: ``persistent_client_expiration``). 3.1.1 costs
+    less per message in paho (no property parsing).
+    """
+    if mqtt_version not in (5, 311):
+        raise ValueError(f"mqtt_version must be 5 or 311, got {mqtt_version}")
+    client = FastClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv5 if mqtt_version == 5 else mqtt.MQTTv311,
+                        clean_session=None if mqtt_version == 5 else not persistent)
+    client.reconnect_delay_set(min_delay=0.5, max_delay=30)
+    client.max_inflight_messages_set(max_inflight)
+    client.max_queued_messages_set(0)
+    if username:
+        client.username_pw_set(username, password)
+    if ca_file:
+        client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client._ecogrid_persistent = persistent  # type: ignore[attr-defined]
+    return client
+
+
+def connect(client: mqtt.Client, url: str, *, keepalive_s: int = 30,
+            ca_file: str | None = None, blocking: bool = True) -> None:
+    """Connect ``client`` to the broker at ``url``.
+
+    ``blocking=False`` only records the target: the network loop
+    (``loop_start``) then connects and keeps retrying with back-off.
+
+    Credentials in the URL override those set on the client; ``mqtts://``
+    turns TLS on with the system CA store (or ``ca_file``).
+    """
+    target = parse_broker_url(url)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if target.tls and not ca_file and client._ssl_context is None:
+        client.tls_set_context(ssl.create_default_context())
+    elif target.tls and ca_file:
+        client.tls_set(ca_certs=ca_file)
+    persistent = getattr(client, "_ecogrid_persistent", False)
+    how = client.connect if blocking else client.connect_async
+    if client.protocol != mqtt.MQTTv5:  # 3.1.1: the session flag was set in make_client
+        how(target.host, target.port, keepalive=keepalive_s)
+        return
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
+    how(target.host, target.port, keepalive=keepalive_s, clean_start=not persistent,
+        properties=props)
+
+
+def reason_failed(reason_code: object) -> bool:
+    """True when a paho v2 reason code (or int) says the operation failed."""
+    is_failure = getattr(reason_code, "is_failure", None)
+    if is_failure is not None:
+        return bool(is_failure)
+    return bool(reason_code)

@@ -1,0 +1,348 @@
+"""Setpoints out: versioned, retained, acknowledged, retried, expired.
+
+:class:`CommandPublisher` publishes one setpoint per device on
+``sites/{site}/devices/{device}/commands/setpoint`` (QoS 1, retained) and
+follows each command through ``queued -> sent -> received -> applied |
+rejected | expired`` from the device's acknowledgements on
+``.../commands/ack``:
+
+* versions rise per device and come from a :class:`CommandStore`, so a
+  restart with a durable store never reuses one;
+* ``sent`` means the broker took the message (its PUBACK);
+* a command not ``received`` within ``ack_timeout_s`` is published again
+  until ``valid_until``; a newer command for the same device supersedes
+  (expires) the older one, so a retry never overwrites a newer setpoint;
+* duplicate, late, unknown and malformed acknowledgements are ignored and
+  counted.
+
+Typical use (the live service)::
+
+    pub = CommandPublisher(fleet, SqliteCommandStore("commands.db"))
+    pub.add_listener(on_change)          # fn(record: CommandRecord) on every state change
+    pub.start("mqtt://broker:1883")
+    pub.send("S0001-BAT01", 250.0, valid_for_s=900)
+    pub.send_setpoints(setpoint_array, valid_for_s=900)   # twin setpoint array, NaN skipped
+    pub.history("S0001-BAT01")
+    pub.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import orjson
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from adapters.mqtt.client import connect, make_client, reason_failed
+from adapters.mqtt.store import MemoryCommandStore
+from adapters.mqtt.types import (
+    ACK_STATUSES,
+    APPLIED,
+    EXPIRED,
+    QUEUED,
+    RECEIVED,
+    REJECTED,
+    SENT,
+    CommandRecord,
+    CommandStore,
+)
+from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
+
+log = logging.getLogger(__name__)
+
+ACK_FILTER = "sites/+/devices/+/commands/ack"
+# Setpoint key per device type code.
+SETPOINT_KEY: dict[int, str] = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
+
+
+def setpoint_topic(site_id: str, device_id: str) -> str:
+    return f"sites/{site_id}/devices/{device_id}/commands/setpoint"
+
+
+def ack_topic(site_id: str, device_id: str) -> str:
+    return f"sites/{site_id}/devices/{device_id}/commands/ack"
+
+
+class CommandPublisher:
+    """Publish setpoints and track their acknowledgements.
+
+    Parameters
+    ----------
+    fleet : Fleet
+        Devices that may receive setpoints (batteries, PV, EV chargers).
+    store : CommandStore, optional
+        Records and versions; in memory when omitted.
+    client_id : str
+        MQTT client id (persistent session: acks sent while away arrive later).
+    clock : callable
+        ``() -> Unix s``.
+    ack_timeout_s : float
+        Publish again when no ``received`` came within this time [s].
+    check_interval_s : float
+        How often retries and expiry are checked [s].
+    persistent : bool
+        Persistent session, so acks sent while the publisher is away arrive later.
+    ca_file : str, optional
+        CA bundle for ``mqtts://`` brokers with a private CA.
+    """
+
+    def __init__(self, fleet: Fleet, store: CommandStore | None = None, *,
+                 client_id: str = "ecogrid-commands", clock: Callable[[], float] = time.time,
+                 ack_timeout_s: float = 5.0, check_interval_s: float = 0.5,
+                 persistent: bool = True, ca_file: str | None = None):
+        self.fleet = fleet
+        self.store: CommandStore = store if store is not None else MemoryCommandStore()
+        self.client_id = client_id
+        self.clock = clock
+        self.ack_timeout_s = float(ack_timeout_s)
+        self.check_interval_s = float(check_interval_s)
+        self.persistent = persistent
+        self.ca_file = ca_file
+        self.ignored_acks: Counter[str] = Counter()
+        self._lock = threading.RLock()
+        self._open: dict[str, CommandRecord] = {c.command_id: c for c in self.store.open_commands()}
+        self._latest: dict[str, int] = {}
+        for c in self._open.values():
+            self._latest[c.device_id] = max(self._latest.get(c.device_id, 0), c.version)
+        self._mid: dict[int, str] = {}
+        self._listeners: list[Callable[[CommandRecord], None]] = []
+        self._client: Any = None
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.subscribed = threading.Event()
+
+    # -- hooks -----------------------------------------------------------------
+    def add_listener(self, fn: Callable[[CommandRecord], None]) -> None:
+        """Call ``fn(record)`` after every state change (from the network or ticker thread)."""
+        self._listeners.append(fn)
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, url: str, wait_s: float = 10.0) -> CommandPublisher:
+        """Connect, subscribe to acknowledgements and start the retry/expiry ticker.
+
+        Commands still open in the store (from before a restart) are tracked
+        and retried. Raises ``ConnectionError`` when the broker did not answer
+        within ``wait_s``.
+        """
+        client = make_client(self.client_id, persistent=self.persistent)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+        connect(client, url, blocking=False, ca_file=self.ca_file)
+        client.loop_start()
+        if wait_s and not self.subscribed.wait(wait_s):
+            self.stop()
+            raise ConnectionError(f"command publisher could not connect to {url} "
+                                  f"within {wait_s} s")
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._run, name="commands-ticker", daemon=True)
+        self._ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(5)
+            self._ticker = None
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
+    def __enter__(self) -> CommandPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- sending ---------------------------------------------------------------
+    def send(self, device_id: str, value_kw: float, *, valid_for_s: float | None = None,
+             valid_until_s: float | None = None, now_s: float | None = None) -> CommandRecord:
+        """Queue and publish one setpoint.
+
+        Parameters
+        ----------
+        device_id : str
+            A battery (``value_kw`` is ``p_kw``, positive = discharge), a PV
+            inverter or an EV charger (``value_kw`` is ``p_limit_kw``).
+        value_kw : float
+            The setpoint [kW].
+        valid_for_s, valid_until_s : float
+            Validity, relative [s] or absolute [Unix s]; one is required.
+        now_s : float, optional
+            Issue time [Unix s]; the publisher's clock when omitted.
+        """
+        row = self.fleet.device_row.get(device_id)
+        if row is None:
+            raise ValueError(f"unknown device {device_id!r}")
+        key = SETPOINT_KEY.get(int(self.fleet.device_type[row]))
+        if key is None:
+            raise ValueError(f"device {device_id!r} is a load; it takes no setpoint")
+        value_kw = float(value_kw)
+        if not math.isfinite(value_kw):
+            raise ValueError(f"setpoint for {device_id!r} must be a finite number, "
+                             f"got {value_kw}")
+        now = self.clock() if now_s is None else float(now_s)
+        if valid_until_s is None:
+            if valid_for_s is None or valid_for_s <= 0:
+                raise ValueError("give valid_for_s > 0 or valid_until_s")
+            valid_until_s = now + float(valid_for_s)
+        if valid_until_s <= now:
+            raise ValueError(f"valid_until_s {valid_until_s} is not after the issue time {now}")
+        site_id = str(self.fleet.site_id[self.fleet.device_site[row]])
+        version = self.store.next_version(device_id)
+        rec = CommandRecord(str(uuid.uuid4()), site_id, device_id, version, {key: value_kw},
+                            now, float(valid_until_s), QUEUED, transitions=((QUEUED, now),))
+        with self._lock:
+            for old in [c for c in self._open.values() if c.device_id == device_id]:
+                self._change(old.moved(EXPIRED, now, f"superseded by version {version}"))
+            self._latest[device_id] = version
+            self._open[rec.command_id] = rec
+            self.store.save(rec)
+            self._emit(rec)
+            self._publish(rec, now)
+        return self._open.get(rec.command_id) or self.store.get(rec.command_id) or rec
+
+    def send_setpoints(self, setpoint: np.ndarray, *, valid_for_s: float,
+                       now_s: float | None = None) -> list[CommandRecord]:
+        """Send the twin's setpoint array (one value per device row; NaN and loads skipped)."""
+        setpoint = np.asarray(setpoint, dtype=np.float64)
+        if setpoint.shape != (self.fleet.n_devices,):
+            raise ValueError(f"setpoint has shape {setpoint.shape}, expected "
+                             f"({self.fleet.n_devices},)")
+        now = self.clock() if now_s is None else float(now_s)
+        rows = np.flatnonzero(np.isfinite(setpoint) & np.isin(self.fleet.device_type,
+                                                              list(SETPOINT_KEY)))
+        return [self.send(str(self.fleet.device_id[r]), float(setpoint[r]),
+                          valid_for_s=valid_for_s, now_s=now) for r in rows]
+
+    def _publish(self, rec: CommandRecord, now: float) -> None:
+        client = self._client
+        if client is None:
+            return  # not started: stays queued, the ticker publishes it after start
+        rec = replace(rec, attempts=rec.attempts + 1, last_sent_s=now)
+        self._open[rec.command_id] = rec
+        self.store.save(rec)
+        info = client.publish(setpoint_topic(rec.site_id, rec.device_id),
+                              orjson.dumps(rec.payload()), qos=1, retain=True)
+        self._mid[info.mid] = rec.command_id
+
+    # -- state changes ---------------------------------------------------------
+    def _emit(self, rec: CommandRecord) -> None:
+        for fn in self._listeners:
+            try:
+                fn(rec)
+            except Exception:
+                log.exception("command listener failed")
+
+    def _change(self, rec: CommandRecord) -> None:
+        if rec.terminal:
+            self._open.pop(rec.command_id, None)
+        else:
+            self._open[rec.command_id] = rec
+        self.store.save(rec)
+        self._emit(rec)
+
+    def tick(self, now_s: float | None = None) -> None:
+        """Expire commands past ``valid_until`` and publish again those not received in time."""
+        now = self.clock() if now_s is None else float(now_s)
+        with self._lock:
+            for rec in list(self._open.values()):
+                if now >= rec.valid_until_s:
+                    self._change(rec.moved(EXPIRED, now, "valid_until passed"))
+                elif rec.state in (QUEUED, SENT) and self._client is not None and (
+                        rec.last_sent_s is None or now - rec.last_sent_s >= self.ack_timeout_s):
+                    if self._latest.get(rec.device_id) == rec.version:
+                        log.info("no ack for %s v%d; publishing again", rec.device_id,
+                                 rec.version)
+                        self._publish(rec, now)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.check_interval_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("command ticker failed")
+
+    # -- paho callbacks ----------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any = None) -> None:
+        if reason_failed(reason):
+            log.warning("command publisher: connection refused: %s", reason)
+            return
+        client.subscribe([(ACK_FILTER, SubscribeOptions(qos=1))])
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,
+                      properties: Any = None) -> None:
+        if not any(reason_failed(rc) for rc in reason_codes):
+            self.subscribed.set()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any = None,
+                    properties: Any = None) -> None:
+        with self._lock:
+            cid = self._mid.pop(mid, None)
+            rec = self._open.get(cid) if cid else None
+            if rec is not None and rec.state == QUEUED:
+                self._change(rec.moved(SENT, self.clock()))
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.handle_ack(msg.topic, msg.payload)
+
+    def handle_ack(self, topic: str, payload: bytes, now_s: float | None = None) -> str:
+        """Apply one acknowledgement; returns what happened (``"received"``,
+        ``"applied"``, ``"rejected"`` or the reason it was ignored)."""
+        now = self.clock() if now_s is None else now_s
+        parts = topic.split("/")
+        try:
+            ack = orjson.loads(payload)
+            cid, version, status = ack["command_id"], int(ack["version"]), ack["status"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.ignored_acks["malformed"] += 1
+            return "malformed"
+        if status not in ACK_STATUSES or len(parts) != 6:
+            self.ignored_acks["malformed"] += 1
+            return "malformed"
+        with self._lock:
+            rec = self._open.get(cid)
+            if rec is None:
+                why = "late_or_duplicate" if self.store.get(cid) else "unknown"
+                self.ignored_acks[why] += 1
+                return why
+            if rec.version != version or rec.device_id != parts[3]:
+                self.ignored_acks["mismatch"] += 1
+                return "mismatch"
+            if status == "received":
+                if rec.state not in (QUEUED, SENT):
+                    self.ignored_acks["late_or_duplicate"] += 1
+                    return "late_or_duplicate"
+                self._change(rec.moved(RECEIVED, now))
+            else:
+                reason = ack.get("reason") if isinstance(ack.get("reason"), str) else None
+                self._change(rec.moved(APPLIED if status == "applied" else REJECTED, now,
+                                       reason))
+            return status
+
+    # -- read-outs ---------------------------------------------------------------
+    def get(self, command_id: str) -> CommandRecord | None:
+        """The current record of one command."""
+        with self._lock:
+            return self._open.get(command_id) or self.store.get(command_id)
+
+    def history(self, device_id: str | None = None, limit: int = 100) -> list[CommandRecord]:
+        """Newest first, of one device or of all."""
+        return self.store.history(device_id, limit)
+
+    def open_commands(self) -> list[CommandRecord]:
+        with self._lock:
+            return list(self._open.values())

@@ -1,0 +1,160 @@
+"""Setpoints out through a real Mosquitto to the device emulator, and back as acks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+import pytest
+
+from adapters.emulator import Emulator
+from adapters.mqtt.commands import CommandPublisher
+from adapters.mqtt.store import SqliteCommandStore
+from adapters.mqtt.types import APPLIED, EXPIRED, QUEUED, RECEIVED, REJECTED, SENT
+from twin.generator import generate_fleet
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return generate_fleet(3, seed=4)
+
+
+def _pump(emu: Emulator, cond, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        emu.poll(0.02)
+        if cond():
+            return True
+    return cond()
+
+
+def _rows(fleet, kind):
+    return [str(fleet.device_id[r]) for r in fleet.rows_of_type(kind)]
+
+
+def test_setpoints_are_applied_or_rejected_by_the_device(fleet, mqtt_url):
+    changes = []
+    pub = CommandPublisher(fleet, client_id="cmd-e2e")
+    pub.add_listener(changes.append)
+    pub.start(mqtt_url)
+    emu = Emulator(fleet, mqtt_url)
+    emu.connect()
+    bat, pv = _rows(fleet, "battery")[0], _rows(fleet, "pv")[0]
+    try:
+        ok = pub.send(bat, 40.0, valid_for_s=60)
+        bad = pub.send(pv, -5.0, valid_for_s=60)
+        assert ok.version == 1 and ok.state == QUEUED
+        assert _pump(emu, lambda: pub.get(ok.command_id).terminal
+                     and pub.get(bad.command_id).terminal)
+        rec = pub.get(ok.command_id)
+        assert rec.state == APPLIED
+        assert [s for s, _ in rec.transitions] == [QUEUED, SENT, RECEIVED, APPLIED]
+        rej = pub.get(bad.command_id)
+        assert rej.state == REJECTED and "outside the device's limits" in rej.reason
+        row = fleet.device_row[bat]
+        assert emu.setpoint[row] == 40.0 and emu.applied_version[row] == 1
+        emu.tick(time.time())
+        assert emu.twin.state.p_kw[row] == pytest.approx(40.0)  # battery follows the setpoint
+        assert {(c.command_id, c.state) for c in changes} >= {(ok.command_id, APPLIED),
+                                                              (bad.command_id, REJECTED)}
+        assert [r.command_id for r in pub.history(bat)] == [ok.command_id]
+        # a newer version supersedes; the device applies it
+        newer = pub.send(bat, -20.0, valid_for_s=60)
+        assert newer.version == 2
+        assert _pump(emu, lambda: pub.get(newer.command_id).state == APPLIED)
+        assert emu.setpoint[row] == -20.0
+    finally:
+        emu.stop()
+        pub.stop()
+    # the setpoint is retained: a gateway that connects later gets the desired state
+    emu2 = Emulator(fleet, mqtt_url)
+    emu2.connect()
+    try:
+        assert _pump(emu2, lambda: emu2.applied_version[row] == 2)
+        assert emu2.setpoint[row] == -20.0
+    finally:
+        emu2.stop()
+
+
+def test_unacknowledged_command_is_retried_then_expires(fleet, mqtt_url):
+    pub = CommandPublisher(fleet, client_id="cmd-retry", ack_timeout_s=0.15,
+                           check_interval_s=0.05).start(mqtt_url)
+    try:
+        rec = pub.send(_rows(fleet, "ev_charger")[0] if _rows(fleet, "ev_charger")
+                       else _rows(fleet, "pv")[0], 5.0, valid_for_s=0.8)
+        deadline = time.monotonic() + 5
+        while not pub.get(rec.command_id).terminal and time.monotonic() < deadline:
+            time.sleep(0.05)
+        final = pub.get(rec.command_id)
+        assert final.state == EXPIRED and final.reason == "valid_until passed"
+        assert final.attempts >= 3  # first send plus retries
+        assert SENT in [s for s, _ in final.transitions]
+    finally:
+        pub.stop()
+
+
+def test_duplicate_late_and_unknown_acks_are_ignored(fleet):
+    clock = [1000.0]
+    pub = CommandPublisher(fleet, clock=lambda: clock[0])  # not started: no broker needed
+    bat = _rows(fleet, "battery")[0]
+    site = fleet.site_id[fleet.device_site[fleet.device_row[bat]]]
+    topic = f"sites/{site}/devices/{bat}/commands/ack"
+    rec = pub.send(bat, 10.0, valid_for_s=30)
+
+    def ack(status, cid=rec.command_id, version=rec.version):
+        return pub.handle_ack(topic, orjson.dumps(
+            {"command_id": cid, "version": version, "status": status, "ts": clock[0]}))
+
+    assert ack("received") == "received"
+    assert ack("received") == "late_or_duplicate"
+    assert ack("applied", version=99) == "mismatch"
+    assert ack("applied") == "applied"
+    assert ack("applied") == "late_or_duplicate"
+    assert ack("rejected") == "late_or_duplicate"
+    assert ack("applied", cid="no-such-command") == "unknown"
+    assert pub.handle_ack(topic, b"{broken") == "malformed"
+    assert pub.get(rec.command_id).state == APPLIED
+    # an ack arriving after expiry changes nothing
+    late = pub.send(bat, 11.0, valid_for_s=5)
+    clock[0] += 10
+    pub.tick()
+    assert pub.get(late.command_id).state == EXPIRED
+    assert pub.handle_ack(topic, orjson.dumps({"command_id": late.command_id, "version":
+                                               late.version, "status": "applied"})) \
+        == "late_or_duplicate"
+    assert pub.get(late.command_id).state == EXPIRED
+    assert pub.ignored_acks["late_or_duplicate"] == 4
+    with pytest.raises(ValueError, match="is a load"):
+        pub.send(_rows(fleet, "load")[0], 1.0, valid_for_s=10)
+    with pytest.raises(ValueError, match="finite"):
+        pub.send(bat, float("nan"), valid_for_s=10)
+    with pytest.raises(ValueError, match="unknown device"):
+        pub.send("nope", 1.0, valid_for_s=10)
+
+
+def test_versions_and_open_commands_survive_a_restart(fleet, tmp_path):
+    path = tmp_path / "commands.db"
+    bat = _rows(fleet, "battery")[0]
+    first = CommandPublisher(fleet, SqliteCommandStore(path), clock=lambda: 1000.0)
+    a = first.send(bat, 1.0, valid_for_s=600)
+    b = first.send(_rows(fleet, "pv")[0], 3.0, valid_for_s=600)
+    first.store.close()
+    second = CommandPublisher(fleet, SqliteCommandStore(path), clock=lambda: 1001.0)
+    c = second.send(bat, 2.0, valid_for_s=600)
+    assert (a.version, c.version) == (1, 2)
+    assert {r.command_id for r in second.open_commands()} == {b.command_id, c.command_id}
+    assert second.get(a.command_id).state == EXPIRED  # superseded by version 2
+    second.store.close()
+
+
+def test_send_setpoints_from_the_twin_array(fleet):
+    pub = CommandPublisher(fleet, clock=lambda: 50.0)
+    sp = np.full(fleet.n_devices, np.nan)
+    rows = [fleet.rows_of_type("battery")[0], fleet.rows_of_type("pv")[0],
+            fleet.rows_of_type("load")[0]]
+    sp[rows] = [5.0, 100.0, 1.0]
+    recs = pub.send_setpoints(sp, valid_for_s=60)
+    assert sorted(r.device_id for r in recs) == sorted(str(fleet.device_id[r])
+                                                       for r in rows[:2])
+    assert {tuple(r.setpoint) for r in recs} == {("p_kw",), ("p_limit_kw",)}
