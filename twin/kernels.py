@@ -59,6 +59,7 @@ def step_fleet(
     conn_need_kwh, conn_departure_s, site_flows, site_totals,
 ):
     dt_h = dt_s / 3600.0
+    inv_dt_h = 1.0 / dt_h
     n_sites = site_start.shape[0]
     for s in prange(n_sites):
         cz = math.cos(math.radians(zenith_deg[s]))
@@ -103,11 +104,11 @@ def step_fleet(
                 p = min(max(sp, -battery_table[i, 1]), battery_table[i, 2])
                 if p > 0.0:
                     eff = battery_table[i, 4]
-                    p = min(p, max(e - lo, 0.0) * eff / dt_h)
+                    p = min(p, max(e - lo, 0.0) * eff * inv_dt_h)
                     e = e - p * dt_h / eff
                 else:
                     eff = battery_table[i, 3]
-                    p = max(p, -(max(hi - e, 0.0) / (eff * dt_h)))
+                    p = max(p, -(max(hi - e, 0.0) / eff * inv_dt_h))
                     e = e - p * dt_h * eff
                 e = min(max(e, lo), hi)
             e_kwh[d] = e
