@@ -1,0 +1,158 @@
+// The live picture of the fleet in the browser: sites, devices, their latest telemetry,
+// site status (online, offline, alerting) and the fleet power series, fed by the
+// WebSocket. Views read it and listen to its "change" events.
+
+const OFFLINE_AFTER_S = 15;  // a site with no telemetry for this long is shown offline
+const SAMPLE_EVERY_S = 1;    // fleet power samples are taken at most this often
+const KEEP_S = 6 * 3600;     // fleet power kept in the browser
+const BACKFILL_MAX_DEVICES = 200;  // fleet history is rebuilt from device history up to this
+
+export class LiveFleet extends EventTarget {
+  constructor(api, socket) {
+    super();
+    this.api = api;
+    this.sites = [];
+    this.siteById = new Map();
+    this.devices = new Map();       // id -> {id, site_id, type, ...}
+    this.value = new Map();         // device id -> {p_kw, soc, t_s}
+    this.siteSeen = new Map();      // site id -> last telemetry time [s]
+    this.openAlerts = new Map();    // site id -> number of unacknowledged alerts
+    this.kpis = null;
+    this.kpiSource = null;
+    this.power = { t: [], gen: [], cons: [], bat: [], grid: [] };  // MW
+    this.lastSample = 0;
+    this.offs = [
+      socket.on("telemetry", (m) => this._telemetry(m)),
+      socket.on("kpis", (m) => this._kpis(m.kpis, "ws")),
+      socket.on("alerts", () => this.loadAlerts()),
+    ];
+    this.tick = setInterval(() => this._emit("status"), 5000);
+  }
+
+  close() {
+    this.offs.forEach((off) => off());
+    clearInterval(this.tick);
+  }
+
+  async load() {
+    this.sites = await this.api.get("/sites");
+    this.siteById = new Map(this.sites.map((s) => [s.id, s]));
+    let offset = 0;
+    for (;;) {
+      const page = await this.api.get("/devices", { limit: 1000, offset });
+      for (const d of page.items) this.devices.set(d.id, d);
+      offset += page.items.length;
+      if (!page.items.length || offset >= page.total) break;
+    }
+    this._kpis(await this.api.get("/kpis"), "rest");
+    await this.loadAlerts();
+  }
+
+  async loadAlerts() {
+    const open = await this.api.get("/alerts", { acked: false, limit: 1000 });
+    this.openAlerts = new Map();
+    for (const a of open) {
+      if (a.site_id) this.openAlerts.set(a.site_id, (this.openAlerts.get(a.site_id) || 0) + 1);
+    }
+    this.openAlertCount = open.length;
+    this._emit("alerts");
+  }
+
+  /** "online", "offline", "alerting" or "unknown" (no telemetry seen yet). */
+  siteStatus(siteId, now_s = Date.now() / 1000) {
+    if (this.openAlerts.get(siteId)) return "alerting";
+    const seen = this.siteSeen.get(siteId);
+    if (seen === undefined) return "unknown";
+    return now_s - seen > OFFLINE_AFTER_S ? "offline" : "online";
+  }
+
+  /** Live site power: generation, consumption and grid exchange [kW]. */
+  sitePower(siteId) {
+    let gen = 0, cons = 0, net = 0;
+    for (const [id, v] of this.value) {
+      const d = this.devices.get(id);
+      if (!d || d.site_id !== siteId || v.p_kw == null) continue;
+      if (v.p_kw > 0) gen += v.p_kw; else cons -= v.p_kw;
+      net += v.p_kw;
+    }
+    return { gen, cons, grid: net };
+  }
+
+  _kpis(kpis, source) {
+    this.kpis = kpis;
+    this.kpiSource = source;
+    this._emit("kpis");
+  }
+
+  _telemetry(msg) {
+    for (const s of msg.samples) {
+      const v = this.value.get(s.id) || {};
+      if (s.p_kw !== undefined) v.p_kw = s.p_kw;
+      if (s.soc !== undefined) v.soc = s.soc;
+      v.t_s = s.t_s;
+      this.value.set(s.id, v);
+      this.siteSeen.set(s.site_id, Math.max(this.siteSeen.get(s.site_id) || 0, s.t_s));
+    }
+    // Fleet sums only once (nearly) every device has reported: partial sums mislead.
+    const reported = this.value.size >= 0.9 * this.devices.size;
+    if (reported && msg.t_s - this.lastSample >= SAMPLE_EVERY_S) {
+      this.lastSample = msg.t_s;
+      this._sample(msg.t_s);
+    }
+    this._emit("telemetry", msg);
+  }
+
+  _sample(t_s) {
+    let gen = 0, cons = 0, bat = 0, grid = 0;
+    for (const [id, v] of this.value) {
+      const p = v.p_kw;
+      if (p == null) continue;
+      const type = this.devices.get(id)?.type;
+      if (p > 0 && (type === "pv" || type === "battery")) gen += p;
+      if (p < 0) cons -= p;
+      if (type === "battery") bat += p;
+      grid += p;
+    }
+    this._push(t_s, gen / 1000, cons / 1000, bat / 1000, grid / 1000);
+  }
+
+  _push(t, gen, cons, bat, grid) {
+    const s = this.power;
+    s.t.push(t); s.gen.push(gen); s.cons.push(cons); s.bat.push(bat); s.grid.push(grid);
+    while (s.t.length && s.t[0] < t - KEEP_S) {
+      s.t.shift(); s.gen.shift(); s.cons.shift(); s.bat.shift(); s.grid.shift();
+    }
+  }
+
+  /**
+   * Fleet power over [start_s, end_s] from the devices' telemetry history, in buckets
+   * of every_s; null for fleets too large to rebuild in the browser.
+   */
+  async fleetHistory(start_s, end_s, every_s) {
+    if (this.devices.size > BACKFILL_MAX_DEVICES) return null;
+    const buckets = new Map();
+    const ids = [...this.devices.keys()];
+    await Promise.all(ids.map(async (id) => {
+      const type = this.devices.get(id).type;
+      const h = await this.api.get(`/devices/${encodeURIComponent(id)}/telemetry`,
+        { start: start_s, end: end_s, every: every_s });
+      h.t_s.forEach((t, i) => {
+        const p = h.values[i];
+        if (p == null) return;
+        const b = buckets.get(t) || { gen: 0, cons: 0, bat: 0, grid: 0 };
+        if (p > 0 && (type === "pv" || type === "battery")) b.gen += p;
+        if (p < 0) b.cons -= p;
+        if (type === "battery") b.bat += p;
+        b.grid += p;
+        buckets.set(t, b);
+      });
+    }));
+    const t = [...buckets.keys()].sort((a, b) => a - b);
+    const col = (k) => t.map((x) => buckets.get(x)[k] / 1000);
+    return { t, gen: col("gen"), cons: col("cons"), bat: col("bat"), grid: col("grid") };
+  }
+
+  _emit(kind, detail) {
+    this.dispatchEvent(new CustomEvent("change", { detail: { kind, msg: detail } }));
+  }
+}

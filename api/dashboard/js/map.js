@@ -1,0 +1,62 @@
+// Map of the sites coloured by status. Works offline: the sites are drawn over a plain
+// background with a 5° graticule; a tile layer is added only when a tile URL is configured.
+import * as L from "/vendor/leaflet/leaflet-src.esm.js";
+import { cssVar, esc, num } from "./util.js";
+
+const COLOR = { online: "--ok", offline: "--off", alerting: "--bad", unknown: "--warn" };
+
+export class SiteMap {
+  constructor(el, sites, config) {
+    this.map = L.map(el, { worldCopyJump: false, attributionControl: Boolean(config.tile_url) });
+    const pts = sites.map((s) => [s.lat_deg, s.lon_deg]);
+    if (pts.length) this.map.fitBounds(L.latLngBounds(pts).pad(0.3), { maxZoom: 9 });
+    else this.map.setView([48, 10], 4);
+    if (config.tile_url) {
+      L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "" }).addTo(this.map);
+    } else {
+      const grid = L.layerGroup().addTo(this.map);
+      const line = { color: cssVar("--grid"), weight: 1, interactive: false };
+      for (let lat = -80; lat <= 80; lat += 5) L.polyline([[lat, -180], [lat, 180]], line).addTo(grid);
+      for (let lon = -180; lon <= 180; lon += 5) L.polyline([[-85, lon], [85, lon]], line).addTo(grid);
+    }
+    this.markers = new Map();
+    this._sites = new Map(sites.map((s) => [s.id, s]));
+    for (const s of sites) {
+      const m = L.circleMarker([s.lat_deg, s.lon_deg], { radius: 8, weight: 2, fillOpacity: 0.8 })
+        .addTo(this.map);
+      m.bindPopup(this.popup(s));
+      m.on("popupopen", () => m.setPopupContent(this.popup(s)));
+      this.markers.set(s.id, m);
+    }
+  }
+
+  /** Recolour markers; `status(id)` and `power(id)` come from the live fleet. */
+  update(status, power) {
+    this.status = status;
+    this.power = power;
+    for (const [id, m] of this.markers) {
+      const st = status(id);
+      const c = cssVar(COLOR[st]);
+      m.setStyle({ color: c, fillColor: c });
+      m.getElement()?.setAttribute("data-status", st);
+      m.getElement()?.setAttribute("data-site", id);
+      if (m.isPopupOpen()) {
+        const content = this.popup(this.siteOf(id));
+        if (content !== m.getPopup().getContent()) m.setPopupContent(content);
+      }
+    }
+  }
+
+  siteOf(id) { return this._sites.get(id); }
+
+  popup(s) {
+    const st = this.status ? this.status(s.id) : "unknown";
+    const p = this.power ? this.power(s.id) : { gen: 0, cons: 0, grid: 0 };
+    return `<div class="site-popup"><strong>${esc(s.name)}</strong><br>${esc(s.id)} · ` +
+      `<span class="status st-${st}">${st}</span><br>generation ${num(p.gen)} kW · ` +
+      `consumption ${num(p.cons)} kW<br>grid ${num(p.grid)} kW (export +)<br>` +
+      `<a href="#/site/${encodeURIComponent(s.id)}" data-site="${esc(s.id)}">Open site</a></div>`;
+  }
+
+  remove() { this.map.remove(); }
+}

@@ -1,0 +1,381 @@
+"""The operator's dashboard in a real browser (Debian's Chromium driven by Playwright).
+
+One stack per module, as ``ecogrid demo`` runs it: a private Mosquitto, the device
+emulator and the service with the optimizer. The tests sign in through the page and
+use it as an operator or a viewer would; screenshots of the main views go to
+``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.broker import Broker
+from api.dashboard import missing_vendor_files
+from api.planning import OptimizerPlanner
+from api.settings import Settings
+from tests.api.server import login, running_app, running_emulator, wait_for
+from twin.generator import generate_fleet
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+ADMIN = ("root", "root-pass-1")
+OPERATOR = ("olga", "olga-pass-1")
+VIEWER = ("vic", "vic-pass-1")
+N_SITES = 3
+IN_FLIGHT = ("pending", "queued", "sent", "received")
+SCENARIO = """name: {name}
+seed: 1
+fleet:
+  generator: {{n_sites: 2, seed: 0}}
+period:
+  start: 2025-06-03T00:00
+  end: 2025-06-04T00:00
+  step: 1h
+  timezone: Europe/Berlin
+strategy:
+  kind: {kind}
+"""
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: "
+                               "pip install -e '.[test]'")
+if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+    pytest.skip("Chromium is not installed (apt-get install chromium, or ./bootstrap setup)",
+                allow_module_level=True)
+if missing_vendor_files():
+    pytest.skip("the dashboard's front-end libraries are not built "
+                f"({', '.join(missing_vendor_files())}): run ./bootstrap setup",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[dict[str, Any]]:
+    # A private folder, not pytest's basetemp: concurrent pytest runs on a shared machine
+    # prune old basetemp folders, which would pull the registry and broker from under us.
+    with tempfile.TemporaryDirectory(prefix="ecogrid-dashboard-") as tmp:
+        broker = Broker(Path(tmp) / "mosquitto").start()
+        try:
+            yield from _stack(Path(tmp) / "data", broker.url)
+        finally:
+            broker.stop()
+
+
+def _stack(data_dir: Path, mqtt_url: str) -> Iterator[dict[str, Any]]:
+    settings = Settings(data_dir=data_dir, mqtt_url=mqtt_url,
+                        fleet_sites=N_SITES, admin_user=ADMIN[0], admin_password=ADMIN[1],
+                        optimizer_enabled=False, dispatch_tick_s=0.2, history_flush_s=1.0,
+                        telemetry_interval_s=0.5)
+    fleet = generate_fleet(n_sites=N_SITES)
+    with running_emulator(fleet, mqtt_url, interval_s=0.5) as emu, \
+            running_app(settings, planner=OptimizerPlanner(time_limit_s=30)) as (url, app), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        admin = login(client, *ADMIN)
+        for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer")):
+            r = client.post("/api/v1/users", headers=admin,
+                            json={"name": name, "password": password, "role": role})
+            assert r.status_code == 201, r.text
+        wait_for(lambda: client.get("/healthz").json()["last_ingest_s"])
+        yield {"url": url, "app": app, "emu": emu, "client": client, "fleet": fleet,
+               "operator": login(client, *OPERATOR), "viewer": login(client, *VIEWER)}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page_for(browser: Any, stack: dict[str, Any]) -> Iterator[Any]:
+    """``page_for((user, password), width, height)``: a fresh signed-in page."""
+    contexts = []
+
+    def make(user: tuple[str, str], width: int = 1280, height: int = 900,
+             color_scheme: str = "light") -> Any:
+        ctx = browser.new_context(viewport={"width": width, "height": height},
+                                  color_scheme=color_scheme)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(20_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.errors = errors
+        page.goto(stack["url"] + "/")
+        page.fill("#login-user", user[0])
+        page.fill("#login-password", user[1])
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#kpis")
+        page.wait_for_selector("#conn[data-state=live]")
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_page_and_libraries_are_served_from_the_package(stack):
+    c = stack["client"]
+    r = c.get("/")
+    assert r.status_code == 200 and 'src="/js/main.js"' in r.text
+    assert "cdn" not in r.text.lower() and "https://" not in r.text
+    for path in ("/vendor/uplot/uPlot.esm.js", "/vendor/leaflet/leaflet-src.esm.js",
+                 "/js/views/overview.js", "/css/dashboard.css"):
+        assert c.get(path).status_code == 200, path
+    assert c.get("/dashboard/config.json").json()["tile_url"] is None
+    assert c.get("/api/v1/nope").status_code == 404
+
+
+def test_operator_sees_kpis_change_live_and_the_map(stack, page_for):
+    page = page_for(OPERATOR)
+    strip = page.locator("#kpis")
+    assert strip.locator("[data-kpi=sites]").inner_text() == str(N_SITES)
+    first = strip.get_attribute("data-t-s")
+    # The service pushes KPIs over the WebSocket every 5 s: the strip follows.
+    page.wait_for_function(
+        f"() => {{ const k = document.querySelector('#kpis'); "
+        f"return k.dataset.source === 'ws' && k.dataset.tS !== '{first}'; }}", timeout=5_000)
+    assert strip.locator("[data-kpi=source]").inner_text() == "live"
+    assert float(strip.locator("[data-kpi=capacity]").inner_text().replace(",", "")) > 0
+    # Every site is on the map and, fed by telemetry, shown online.
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#site-map path[data-status=online]').length "
+        f"=== {N_SITES}")
+    page.wait_for_function("() => document.querySelectorAll('#site-table tbody tr').length === 3")
+    assert page.locator(".leaflet-tile").count() == 0  # no tile server needed
+    page.wait_for_timeout(1500)  # let the fleet chart gather a few live samples
+    shot(page, "overview")
+    # The popup of a site opens its page.
+    site = stack["fleet"].site_id[0]
+    page.locator(f"#site-map path[data-site={site}]").dispatch_event("click")
+    popup = page.locator(".leaflet-popup")
+    popup.wait_for()
+    assert site in popup.inner_text() and "online" in popup.inner_text()
+    shot(page, "overview-popup")
+    popup.locator("a[data-site]").click()
+    page.wait_for_url(f"**/#/site/{site}")
+    page.wait_for_selector("#device-table")
+    assert site in page.locator("h1").inner_text()
+    assert page.errors == []
+
+
+def test_site_page_table_chart_and_manual_setpoint(stack, page_for):
+    fleet = stack["fleet"]
+    site = fleet.site_id[1]
+    page = page_for(OPERATOR)
+    page.goto(f"{stack['url']}/#/site/{site}")
+    page.wait_for_selector("#device-table tbody tr")
+    n = sum(1 for d in fleet.device_id if d.startswith(site + "-"))
+    rows = page.locator("#device-table tbody tr")
+    assert rows.count() == n
+    page.click("#device-table th[data-key=id]")  # sorted by id already: now descending
+    ids = rows.evaluate_all("rs => rs.map(r => r.dataset.device)")
+    assert ids == sorted(ids, reverse=True)
+    page.select_option("#device-type", "battery")
+    types = page.locator("#device-table tbody tr td:nth-child(2)").all_inner_texts()
+    assert types and set(types) == {"battery"}
+    page.fill("#device-search", "BAT01")
+    assert page.locator("#device-table tbody tr").count() == 1
+    bat = page.locator("#device-table tbody tr").get_attribute("data-device")
+    page.locator("#device-table tbody tr").click()
+    page.wait_for_selector("#device-chart canvas")
+    assert bat in page.locator("#device-title").inner_text()
+    # Manual setpoint: the command shows up and reaches "applied" through the acks.
+    page.fill("#setpoint-value", "12.5")
+    page.click("#setpoint-form button[type=submit]")
+    page.wait_for_selector(f"#command-table tr[data-status=applied]:has(td:text-is('{bat}'))",
+                           timeout=20_000)
+    cmds = stack["client"].get("/api/v1/commands", headers=stack["viewer"],
+                               params={"device_id": bat}).json()
+    assert cmds[0]["value"] == pytest.approx(12.5) and cmds[0]["status"] == "applied"
+    shot(page, "site")
+    assert page.errors == []
+
+
+def test_operator_approves_a_plan_and_sees_its_commands_applied(stack, page_for):
+    page = page_for(OPERATOR)
+    page.goto(f"{stack['url']}/#/dispatch")
+    page.click("#plan-request")
+    page.wait_for_selector("#plan-approve")
+    assert page.locator("#plan-status").inner_text() == "proposed"
+    assert page.locator("#plan-chart canvas").count() == 1
+    assert page.locator("#plan-kpis").inner_text().count("Revenue") >= 2
+    plan_id = page.locator("#plan-select").input_value()
+    page.select_option("#plan-scope", stack["fleet"].site_id[0])  # one site's plan
+    page.click("#plan-approve")
+    progress = page.locator("#plan-progress")
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#plan-progress'); "
+        "return p && Number(p.dataset.applied) > 0 && "
+        "['approved', 'dispatched'].includes(document.querySelector('#plan-status').innerText)}",
+        timeout=30_000)
+
+    def settled() -> list[dict[str, Any]] | None:
+        cmds = stack["client"].get("/api/v1/commands", headers=stack["viewer"],
+                                   params={"plan_id": plan_id, "limit": 5000}).json()
+        released = [c for c in cmds if c["status"] != "scheduled"]
+        done = released and not [c for c in released if c["status"] in IN_FLIGHT]
+        return released if done else None
+
+    released = wait_for(settled, timeout_s=60, every_s=0.5)  # lost acks time out after 30 s
+    applied = sum(c["status"] == "applied" for c in released)
+    assert applied >= 0.9 * len(released)  # the emulator may refuse a few
+    # The page followed every acknowledgement over the WebSocket.
+    page.wait_for_function(
+        f"() => {{ const p = document.querySelector('#plan-progress'); return "
+        f"p.dataset.inFlight === '0' && p.dataset.applied === '{applied}'; }}", timeout=10_000)
+    assert progress.locator("#plan-applied").inner_text() == str(applied)
+    shot(page, "dispatch")
+    assert page.errors == []
+
+
+def test_alert_arrives_live_colours_the_map_and_is_acknowledged(stack, page_for):
+    site = stack["fleet"].site_id[2]
+    page = page_for(OPERATOR)
+    page.goto(f"{stack['url']}/#/alerts")
+    page.wait_for_selector("#alert-table")
+    stack["emu"].drop_gateway(site)
+    try:
+        row = page.locator("#alert-table tbody tr", has_text=f"site {site} went offline")
+        row.wait_for(timeout=20_000)
+        assert page.locator("#alert-count").inner_text() != ""
+        page.goto(f"{stack['url']}/#/")
+        page.wait_for_selector(f"#site-map path[data-site={site}][data-status=alerting]")
+        page.goto(f"{stack['url']}/#/alerts")
+        row.wait_for()
+        shot(page, "alerts")
+        row.locator("button[data-ack]").click()
+        page.select_option("#alert-state", "acked")
+        acked = page.locator("#alert-table tbody tr", has_text=f"site {site} went offline")
+        acked.wait_for()
+        assert OPERATOR[0] in acked.inner_text()
+    finally:
+        stack["emu"].restore_gateway(site)
+    assert page.errors == []
+
+
+def test_scenarios_compare_runs(stack, page_for):
+    c = stack["client"]
+    ids = []
+    for name, kind in (("no-control", "none"), ("rule", "rule")):
+        r = c.post("/api/v1/scenarios", headers=stack["operator"],
+                   content=SCENARIO.format(name=name, kind=kind).encode())
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+
+    def done() -> bool:
+        runs[:] = [c.get(f"/api/v1/scenarios/{i}", headers=stack["viewer"]).json() for i in ids]
+        assert not [r for r in runs if r["status"] == "failed"], runs
+        return all(r["status"] == "done" for r in runs)
+
+    runs: list[dict[str, Any]] = []
+    try:
+        wait_for(done, timeout_s=60, every_s=0.5)
+    except AssertionError:
+        raise AssertionError(f"scenario runs not done in 60 s: {runs}") from None
+    page = page_for(VIEWER)
+    page.goto(f"{stack['url']}/#/scenarios")
+    page.wait_for_selector("#kpi-table")
+    header = page.locator("#kpi-table thead").inner_text()
+    assert all(i in header for i in ids)
+    assert page.locator("#kpi-table tbody tr").count() > 0
+    page.wait_for_selector("#kpi-chart canvas")
+    shot(page, "scenarios")
+    assert page.errors == []
+
+
+def test_viewer_sees_no_controls_and_the_api_refuses_them(stack, page_for):
+    c = stack["client"]
+    plan = c.post("/api/v1/plans", headers=stack["operator"]).json()
+    page = page_for(VIEWER)
+    page.goto(f"{stack['url']}/#/dispatch")
+    page.wait_for_selector("#plan-status")
+    assert page.locator("#plan-select").input_value() == plan["id"]
+    assert page.locator("#plan-status").inner_text() == "proposed"
+    assert page.locator("#plan-approve, #plan-reject, #plan-request").count() == 0
+    page.goto(f"{stack['url']}/#/site/{stack['fleet'].site_id[0]}")
+    page.wait_for_selector("#device-chart canvas")
+    assert page.locator("#setpoint-form").is_hidden()
+    page.goto(f"{stack['url']}/#/alerts")
+    page.select_option("#alert-state", "all")
+    page.wait_for_selector("#alert-table tbody tr")
+    assert page.locator("button[data-ack]").count() == 0
+    r = c.post(f"/api/v1/plans/{plan['id']}/approve", headers=stack["viewer"])
+    assert r.status_code == 403
+    # Signing out returns to the sign-in form and forgets the tokens.
+    page.click("#sign-out")
+    page.wait_for_selector("#login-form")
+    assert page.evaluate("() => sessionStorage.getItem('ecogrid-tokens')") is None
+    assert page.errors == []
+
+
+def test_dark_mode_toggles_and_phone_layout(stack, page_for):
+    page = page_for(OPERATOR, width=390, height=844)
+    bg = "() => getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(bg)
+    assert page.evaluate("() => document.documentElement.dataset.theme") == "light"
+    page.click("#theme-toggle")
+    assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+    assert page.evaluate(bg) != light
+    page.wait_for_selector("#site-map path[data-status]")
+    # Phone-sized: nothing wider than the screen.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390 + 1
+    shot(page, "overview-phone-dark")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_timeout(300)
+    shot(page, "overview-dark")
+    page.reload()  # the choice is kept
+    page.wait_for_selector("#kpis")
+    assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+    page.click("#theme-toggle")
+    assert page.evaluate("() => document.documentElement.dataset.theme") == "light"
+    assert page.evaluate(bg) == light
+    assert page.errors == []
+
+
+def test_websocket_reconnects_with_back_off(stack, page_for):
+    page = page_for(OPERATOR)
+    # Close the live socket from the server side: the page shows it and reconnects.
+    svc = stack["app"].state.service
+    for client in list(svc.hub.clients.values()):
+        client.closing = True
+    page.wait_for_selector("#conn:not([data-state=live])", timeout=10_000)
+    page.wait_for_selector("#conn[data-state=live]", timeout=20_000)
+    first = page.locator("#kpis").get_attribute("data-t-s")
+    page.wait_for_function(
+        f"() => document.querySelector('#kpis').dataset.tS !== '{first}'", timeout=10_000)
+    assert page.errors == []
+
+
+def test_operator_rejects_a_plan_with_a_reason(stack, page_for):
+    plan = stack["client"].post("/api/v1/plans", headers=stack["operator"]).json()
+    page = page_for(OPERATOR)
+    page.goto(f"{stack['url']}/#/dispatch")
+    page.wait_for_selector("#plan-reject")
+    assert page.locator("#plan-select").input_value() == plan["id"]
+    page.once("dialog", lambda d: d.accept("prices look wrong"))
+    page.click("#plan-reject")
+    page.wait_for_function("() => document.querySelector('#plan-status')?.innerText === "
+                           "'rejected'")
+    assert page.locator("#plan-approve, #plan-reject").count() == 0
+    rec = stack["client"].get(f"/api/v1/plans/{plan['id']}", headers=stack["viewer"],
+                              params={"setpoints": False}).json()
+    assert rec["status"] == "rejected" and rec["reason"] == "prices look wrong"
+    assert "prices look wrong" in page.locator("#plan-panel").inner_text()
+    assert page.errors == []
