@@ -86,7 +86,7 @@ class TwinParams:
     # dense, in device-row order, so a step streams only the bytes it needs.
     type_start: np.ndarray  # (n_sites, 4) int64: site's first row in each type's table
     type_count: np.ndarray  # (n_sites, 4) int64: site's number of devices of each type
-    pv_table: np.ndarray  # (n_pv, 6): kwp, inverter_kw, temp_coeff, cos_tilt, stc, sts
+    pv_table: np.ndarray  # (n_pv, 6) float32: kwp, inverter_kw, temp_coeff, cos_tilt, stc, sts
     battery_table: np.ndarray  # (n_bat, 7): kwh, charge_kw, discharge_kw, charge_eff,
     #                             discharge_eff, soc_min, soc_max
     ev_max_c_kw: np.ndarray  # (n_ev,): charger rating
@@ -100,7 +100,10 @@ class TwinParams:
 
         tilt = np.nan_to_num(fleet.tilt_deg, nan=0.0)
         az = np.nan_to_num(fleet.azimuth_deg, nan=180.0)
-        cos_tilt, stc, sts = pv_geometry(tilt, az)
+        # PV parameters are held at float32 precision (7 significant digits, far
+        # finer than any rating): the kernel streams them as float32, and the
+        # full-length float64 columns carry the same rounded values.
+        cos_tilt, stc, sts = (_f32(x) for x in pv_geometry(tilt, az))
         connectors = fleet.ev_connectors.astype(np.int64)
         conn_stop = np.cumsum(connectors)
         kind = fleet.device_type
@@ -117,9 +120,9 @@ class TwinParams:
             export_limit_kw=fleet.export_limit_kw.copy(),
             device_site=fleet.device_site,
             device_type=fleet.device_type,
-            pv_kwp=col("pv_kwp"),
-            inverter_kw=col("inverter_kw"),
-            temp_coeff_per_c=col("temp_coeff_per_c"),
+            pv_kwp=_f32(col("pv_kwp")),
+            inverter_kw=_f32(col("inverter_kw")),
+            temp_coeff_per_c=_f32(col("temp_coeff_per_c")),
             cos_tilt=cos_tilt,
             sin_tilt_cos_az=stc,
             sin_tilt_sin_az=sts,
@@ -139,7 +142,7 @@ class TwinParams:
             type_count=count,
             pv_table=np.column_stack([col("pv_kwp")[pv], col("inverter_kw")[pv],
                                       col("temp_coeff_per_c")[pv], cos_tilt[pv], stc[pv],
-                                      sts[pv]]),
+                                      sts[pv]]).astype(np.float32),
             battery_table=np.column_stack([col(name)[bat] for name in (
                 "battery_kwh", "charge_kw", "discharge_kw", "charge_eff", "discharge_eff",
                 "soc_min", "soc_max")]),
@@ -171,6 +174,11 @@ class TwinParams:
         return sum(getattr(self, name).nbytes for name in (
             "site_start", "site_stop", "import_limit_kw", "export_limit_kw", "type_start",
             "type_count", "pv_table", "battery_table", "ev_max_c_kw", "ev_conn", "load_table"))
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to float32 precision, as float64."""
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
 @dataclass(eq=False)
