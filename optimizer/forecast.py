@@ -14,7 +14,7 @@ import numpy as np
 
 from optimizer.types import EvSessions
 from twin.fleet import LOAD, Fleet
-from twin.physics import pv_ac_power, pv_geometry, sun_geometry
+from twin.physics import pv_ac_power, sun_geometry
 from twin.solar import clear_sky, sun_position
 from twin.state import TwinParams, TwinState
 
@@ -54,14 +54,16 @@ def pv_forecast(fleet: Fleet, times_s: np.ndarray, ghi: np.ndarray, dni: np.ndar
     def per_pv(x: np.ndarray | float) -> np.ndarray:
         return np.broadcast_to(np.asarray(x, dtype=np.float64), shape)[:, site]
 
-    tilt = np.nan_to_num(fleet.tilt_deg[rows], nan=0.0)
-    az = np.nan_to_num(fleet.azimuth_deg[rows], nan=180.0)
+    # The twin's own parameters (PV held at float32 precision), so the forecast
+    # under the same weather equals what the twin produces.
+    p = TwinParams.from_fleet(fleet)
+    panel = (p.cos_tilt[rows], p.sin_tilt_cos_az[rows], p.sin_tilt_sin_az[rows])
     sun = tuple(per_pv(x) for x in sun_geometry(zenith_deg, azimuth_deg))
     device = np.zeros((len(times_s), fleet.n_devices))
     device[:, rows] = pv_ac_power(per_pv(ghi), per_pv(dni), per_pv(dhi), sun,
-                                  per_pv(temp_air_c), per_pv(wind_m_s), pv_geometry(tilt, az),
-                                  fleet.pv_kwp[rows], fleet.inverter_kw[rows],
-                                  fleet.temp_coeff_per_c[rows])
+                                  per_pv(temp_air_c), per_pv(wind_m_s), panel,
+                                  p.pv_kwp[rows], p.inverter_kw[rows],
+                                  p.temp_coeff_per_c[rows])
     site_kw = np.zeros(shape)
     np.add.at(site_kw.T, site, device[:, rows].T)
     return site_kw, device
