@@ -1,9 +1,14 @@
-"""``ecogrid demo``: run the twin over the reference fleet for one simulated day.
+"""``ecogrid demo``: the whole system on one machine, or the one-day twin run.
 
-The demo is the README's main job. For now it generates the reference fleet,
-drives the numba twin through one day at 15-minute steps under clear-sky
-weather, typical load shapes, EV arrivals and a day-ahead-like price curve,
-and prints the fleet KPIs.
+The demo is the README's main job. ``ecogrid demo`` starts a broker (the one
+at ``ECOGRID_MQTT_URL`` when it answers, else a private Mosquitto), the device
+emulator with the reference fleet, the live service and its API on
+http://127.0.0.1:8000, and prints the URL and a first admin's credentials;
+Ctrl-C stops it all (see :mod:`api.cli_demo_live`).
+
+``ecogrid demo --twin-only`` generates the reference fleet, drives the numba
+twin through one day at 15-minute steps under clear-sky weather, typical load
+shapes, EV arrivals and a day-ahead-like price curve, and prints the fleet KPIs.
 """
 
 from __future__ import annotations
@@ -25,13 +30,20 @@ from twin.state import StepInputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="run the demo (one simulated day of the reference "
-                              "fleet)")
-    p.add_argument("--date", default="2026-06-21", help="simulated day (UTC), YYYY-MM-DD")
+    p = subparsers.add_parser("demo", help="run everything on this machine: broker, device "
+                              "emulator, service and API (--twin-only: one simulated day)")
+    p.add_argument("--twin-only", action="store_true",
+                   help="only simulate one day of the twin and print the KPIs")
+    from api.cli_demo_live import add_arguments
+
+    add_arguments(p)  # --host, --port of the live demo's API
+    p.add_argument("--date", default="2026-06-21", help="--twin-only: simulated day (UTC), "
+                   "YYYY-MM-DD")
     p.add_argument("--seed", type=int, default=0, help="fleet and EV arrivals seed")
     p.add_argument("--sites", type=int, default=342, help="number of sites (342 = reference)")
     p.add_argument("--step-min", type=float, default=15.0, help="step [min]")
-    p.add_argument("--json", action="store_true", help="print the KPIs as JSON only")
+    p.add_argument("--json", action="store_true", help="print the twin run's KPIs as JSON "
+                   "only (implies --twin-only)")
     p.set_defaults(func=run)
 
 
@@ -72,6 +84,10 @@ def simulate_day(twin: Twin, start_s: float, dt_s: float, seed: int = 0) -> floa
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (args.twin_only or args.json):  # --json is the twin run's output: implies it
+        from api.cli_demo_live import run_live_demo
+
+        return run_live_demo(args)
     try:
         day = datetime.strptime(args.date, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:

@@ -1,0 +1,249 @@
+"""The MQTT adapter's ``CommandStore`` on the SQL registry, with write-behind.
+
+The command publisher saves a record several times per command (queued,
+published, sent, received, applied) while holding its lock, so
+:class:`SqlCommandStore` keeps the newest record per command in memory and a
+writer thread stores the changes in one transaction every ``flush_s``
+(50 ms by default); :meth:`flush` writes at once. Versions are reserved in
+blocks (``version_block`` per device and database write): after a crash the
+next version starts above the block, so a version is never reused (versions
+keep rising, with a gap).
+
+A registry command created by the live service (``scheduled``/``pending``)
+is tied to the publisher's record by :meth:`adopt`: the next new record for
+that device takes over the registry row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from adapters.registry.commands import FINAL_STATUSES, WIRE_STATES, command_record
+from adapters.registry.db import Registry
+from adapters.registry.models import Command, DeviceVersion
+
+log = logging.getLogger(__name__)
+
+
+class SqlCommandStore:
+    """``adapters.mqtt.types.CommandStore`` backed by the registry's ``commands`` table.
+
+    Parameters
+    ----------
+    registry : Registry
+        An open registry.
+    on_change : callable, optional
+        Called with the registry record (dict) of each command after it is stored.
+    flush_s : float
+        Period of the writer thread [s].
+    version_block : int
+        Versions reserved per device and database write.
+    """
+
+    def __init__(self, registry: Registry, on_change: Callable[[dict[str, Any]], None] | None = None,
+                 flush_s: float = 0.05, version_block: int = 1000):
+        self.registry = registry
+        self.on_change = on_change
+        self.flush_s = flush_s
+        self.version_block = version_block
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._cache: dict[str, Any] = {}  # command_id -> newest CommandRecord
+        self._dirty: dict[str, Any] = {}
+        self._adopt: dict[str, int] = {}  # device_id -> registry row waiting for its record
+        self._row_of: dict[str, int] = {}  # command_id -> registry row id
+        self._version: dict[str, int] = {}  # device -> last version handed out
+        self._reserved: dict[str, int] = {}  # device -> highest version persisted as reserved
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="command-store", daemon=True)
+        self._thread.start()
+
+    # -- the protocol ----------------------------------------------------------------
+    def next_version(self, device_id: str) -> int:
+        """Reserve the next version of ``device_id`` (durable before it is returned)."""
+        with self._lock:
+            if device_id not in self._version:
+                with self.registry.session() as s:
+                    row = s.get(DeviceVersion, device_id)
+                    top = row.version if row is not None else 0
+                self._version[device_id] = top
+                self._reserved[device_id] = top
+            v = self._version[device_id] + 1
+            if v > self._reserved[device_id]:
+                top = v + self.version_block - 1
+                with self.registry.session() as s:
+                    row = s.get(DeviceVersion, device_id, with_for_update=True)
+                    if row is None:
+                        s.add(DeviceVersion(device_id=device_id, version=top))
+                    else:
+                        v = max(v, row.version + 1)
+                        top = v + self.version_block - 1
+                        row.version = top
+                self._reserved[device_id] = top
+            self._version[device_id] = v
+            return v
+
+    def reserve(self, device_ids: list[str]) -> None:
+        """Make sure the next version of each device is reserved, in one transaction
+        (so that sending to thousands of devices needs no database write per device)."""
+        from sqlalchemy import bindparam, insert, update
+
+        with self._lock:
+            need = [d for d in dict.fromkeys(device_ids)
+                    if d not in self._version or self._version[d] + 1 > self._reserved[d]]
+            if not need:
+                return
+            with self.registry.session() as s:
+                held: dict[str, int] = {}
+                for i in range(0, len(need), 5000):
+                    part = need[i:i + 5000]
+                    for r in s.execute(select(DeviceVersion.device_id, DeviceVersion.version)
+                                       .where(DeviceVersion.device_id.in_(part))
+                                       .with_for_update()):
+                        held[r.device_id] = r.version
+                new_rows, old_rows = [], []
+                for d in need:
+                    start = max(self._version.get(d, 0), held.get(d, 0))
+                    top = start + self.version_block
+                    self._version[d], self._reserved[d] = start, top
+                    if d in held:
+                        old_rows.append({"d": d, "v": top})
+                    else:
+                        new_rows.append({"device_id": d, "version": top})
+                t = DeviceVersion.__table__
+                if new_rows:
+                    s.execute(insert(t), new_rows)
+                if old_rows:
+                    s.execute(update(t).where(t.c.device_id == bindparam("d"))
+                              .values(version=bindparam("v")), old_rows)
+
+    def adopt(self, device_id: str, row_id: int) -> None:
+        """The next new record for ``device_id`` belongs to registry row ``row_id``."""
+        with self._lock:
+            self._adopt[device_id] = row_id
+
+    def save(self, record: Any) -> None:
+        with self._lock:
+            if record.command_id not in self._cache and record.command_id not in self._row_of:
+                row = self._adopt.pop(record.device_id, None)
+                if row is not None:
+                    self._row_of[record.command_id] = row
+            self._cache[record.command_id] = record
+            self._dirty[record.command_id] = record
+
+    def get(self, command_id: str) -> Any:
+        with self._lock:
+            rec = self._cache.get(command_id)
+        if rec is not None:
+            return rec
+        with self.registry.session() as s:
+            c = s.scalar(select(Command).where(Command.command_id == command_id))
+            return None if c is None or c.version is None else to_command_record(c)
+
+    def open_commands(self) -> list[Any]:
+        self.flush()
+        with self.registry.session() as s:
+            rows = s.scalars(select(Command).where(
+                Command.status.in_(("queued", "sent", "received")))).all()
+            return [to_command_record(c) for c in rows]
+
+    def history(self, device_id: str | None = None, limit: int = 100) -> list[Any]:
+        self.flush()
+        q = select(Command).where(Command.version.is_not(None)).order_by(
+            Command.issued_at_s.desc(), Command.version.desc()).limit(limit)
+        if device_id is not None:
+            q = q.where(Command.device_id == device_id)
+        with self.registry.session() as s:
+            return [to_command_record(c) for c in s.scalars(q)]
+
+    # -- writing -----------------------------------------------------------------------
+    def flush(self) -> int:
+        """Write every pending change now; returns how many records were written."""
+        with self._flush_lock:
+            with self._lock:
+                dirty, self._dirty = self._dirty, {}
+                rows = {cid: self._row_of.get(cid) for cid in dirty}
+            if not dirty:
+                return 0
+            out = []
+            with self.registry.session() as s:
+                by_cid = {c.command_id: c for c in s.scalars(
+                    select(Command).where(Command.command_id.in_(list(dirty))))}
+                by_row = {c.id: c for c in s.scalars(select(Command).where(
+                    Command.id.in_([r for r in rows.values() if r is not None])))}
+                for cid, rec in dirty.items():
+                    c = by_cid.get(cid) or by_row.get(rows[cid])  # type: ignore[arg-type]
+                    if c is None:
+                        c = _new_row(rec)
+                        s.add(c)
+                    _apply(c, rec)
+                    out.append(c)
+                s.flush()
+                recs = [command_record(c) for c in out]
+            with self._lock:
+                for cid, rec in dirty.items():
+                    if rec.terminal and cid not in self._dirty:
+                        self._cache.pop(cid, None)
+                        self._row_of.pop(cid, None)
+        if self.on_change is not None:
+            for r in recs:
+                try:
+                    self.on_change(r)
+                except Exception:
+                    log.exception("command change listener failed")
+        return len(recs)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing command states failed; retrying")
+
+    def close(self) -> None:
+        """Stop the writer thread after a last flush."""
+        self._stop.set()
+        self._thread.join(5)
+        self.flush()
+
+
+def _new_row(rec: Any) -> Command:
+    kind, value = next(iter(rec.setpoint.items()))
+    return Command(command_id=rec.command_id, site_id=rec.site_id, device_id=rec.device_id,
+                   kind=kind, value=float(value), source="mqtt", status=rec.state,
+                   created_s=rec.issued_at_s, due_s=rec.issued_at_s,
+                   valid_until_s=rec.valid_until_s, transitions=[], attempts=0)
+
+
+def _apply(c: Command, rec: Any) -> None:
+    c.command_id = rec.command_id
+    c.version = rec.version
+    c.issued_at_s = rec.issued_at_s
+    c.valid_until_s = rec.valid_until_s
+    c.attempts = rec.attempts
+    c.last_sent_s = rec.last_sent_s
+    if c.status not in FINAL_STATUSES:
+        c.status = rec.state
+        if rec.state in ("applied", "rejected", "expired") and rec.transitions:
+            c.acked_s = rec.transitions[-1][1]
+    c.reason = rec.reason
+    before = [t for t in (c.transitions or []) if t[0] in ("scheduled", "pending")]
+    c.transitions = before + [[st, t] for st, t in rec.transitions]
+
+
+def to_command_record(c: Command) -> Any:
+    """The registry row as an ``adapters.mqtt.types.CommandRecord``."""
+    from adapters.mqtt.types import CommandRecord
+
+    state = c.status if c.status in WIRE_STATES else "expired"
+    return CommandRecord(c.command_id, c.site_id, c.device_id, int(c.version or 0),
+                         {c.kind: c.value}, float(c.issued_at_s or c.created_s),
+                         float(c.valid_until_s), state, c.reason, int(c.attempts or 0),
+                         c.last_sent_s,
+                         tuple((str(st), float(t)) for st, t in (c.transitions or [])
+                               if st in WIRE_STATES))

@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry (applied by ``adapters.registry.open_registry``)."""

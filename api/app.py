@@ -1,0 +1,159 @@
+"""The FastAPI application: REST under ``/api/v1``, the WebSocket, ``/healthz``, ``/metrics``.
+
+:func:`create_app` builds the app; its lifespan opens the registry (applying
+migrations), makes the first admin, loads the fleet (importing the
+configured or generated fleet into an empty registry), builds the
+:class:`~api.service.LiveService`, connects it to the broker (unless
+``mode="offline"``) and starts its loops; on shutdown it closes them in
+reverse order. Tests and ``ecogrid serve`` use the same function.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from adapters.registry import Registry, open_registry
+from adapters.registry import fleet as fleet_repo
+from api import errors
+from api.routes import auth, fleet, operations, scenarios, system, ws
+from api.service import LiveService
+from api.settings import Settings
+from api.types import Planner
+from twin.fleet import Fleet
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def load_or_import_fleet(registry: Registry, settings: Settings) -> Fleet:
+    """The registry's fleet; an empty registry first gets the configured or generated one."""
+    with registry.session() as s:
+        fleet = fleet_repo.load_fleet(s)
+    if fleet is not None:
+        return fleet
+    if settings.fleet_file is not None:
+        from twin.fleet import read_fleet
+
+        fleet = read_fleet(settings.fleet_file)
+    else:
+        from twin.generator import generate_fleet
+
+        fleet = generate_fleet(n_sites=settings.fleet_sites)
+    with registry.session() as s:
+        n = fleet_repo.import_fleet(s, fleet)
+    log.info("registry was empty: imported %d sites and %d devices", fleet.n_sites, n)
+    with registry.session() as s:
+        loaded = fleet_repo.load_fleet(s)
+    assert loaded is not None
+    return loaded
+
+
+def default_planner() -> Planner | None:
+    """The optimizer's live planner, or None when the optimizer is not installed."""
+    try:
+        from api.planning import OptimizerPlanner
+    except ImportError as exc:  # pragma: no cover - depends on the optimizer package
+        log.warning("no optimizer available (%s); plans cannot be computed", exc)
+        return None
+    return OptimizerPlanner()
+
+
+def create_app(settings: Settings | None = None, *, planner: Planner | None = None,
+               use_default_planner: bool = True, clock: Callable[[], float] = time.time,
+               on_ready: Callable[[LiveService], Any] | None = None) -> FastAPI:
+    """Build the API app.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Configuration (default: from the environment).
+    planner : Planner, optional
+        The plan computation; default: the optimizer's (``use_default_planner``).
+    clock : callable
+        ``() -> Unix s`` for the service.
+    on_ready : callable, optional
+        Called with the service once it runs (the demo prints credentials).
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = await run_in_threadpool(open_registry, settings.registry_url())
+        svc: LiveService | None = None
+        try:
+            fleet = await run_in_threadpool(load_or_import_fleet, registry, settings)
+            plan_fn = planner if planner is not None else (
+                default_planner() if use_default_planner else None)
+            svc = LiveService(settings, registry, fleet, planner=plan_fn, clock=clock)
+            created = await run_in_threadpool(svc.accounts.ensure_admin, settings.admin_user,
+                                              settings.admin_password, clock())
+            app.state.first_admin = created
+            if settings.mode == "live":
+                await run_in_threadpool(svc.connect_broker)
+            await svc.start()
+            app.state.service = svc
+            if on_ready is not None:
+                on_ready(svc)
+            yield
+        finally:
+            if svc is not None:
+                await svc.close()
+            registry.close()
+
+    app = FastAPI(title="EcoGrid twin", version="1", lifespan=lifespan,
+                  description="Live operation of a renewable fleet: fleet registry, telemetry, "
+                  "KPIs, dispatch plans and their approval, setpoints, alerts, scenarios. "
+                  "Errors are JSON: {\"error\": message, \"status\": code}.")
+    errors.install(app)
+    for r in (auth.router, fleet.router, operations.router, scenarios.router, ws.router):
+        app.include_router(r, prefix=API_PREFIX)
+    app.include_router(system.router)
+    from api.routes import alert_rules, analytics  # issue 7: alert rules, analytics
+
+    app.include_router(alert_rules.router, prefix=API_PREFIX)
+    app.include_router(analytics.router, prefix=API_PREFIX)
+    from api.graphql import graphql_router  # issue 7: read-only GraphQL
+
+    app.include_router(graphql_router(), prefix="/graphql")
+    from api.dashboard import mount_dashboard
+
+    mount_dashboard(app)  # the operator's dashboard at / (static files; after the API routes)
+
+    app.add_middleware(LatencyMiddleware)
+    return app
+
+
+class LatencyMiddleware:
+    """Pure ASGI middleware: request latency per method, route template and status."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            svc = getattr(scope["app"].state, "service", None)
+            if svc is not None:
+                path = getattr(scope.get("route"), "path", "unmatched")
+                svc.metrics.http_latency.labels(scope["method"], path, str(status[0])).observe(
+                    time.perf_counter() - t0)

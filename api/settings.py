@@ -1,0 +1,135 @@
+"""Settings of the live service, from ``ECOGRID_*`` environment variables or a file.
+
+Every field below is one setting; its environment variable is ``ECOGRID_``
+plus the upper-case name (``ECOGRID_MQTT_URL``, ``ECOGRID_DATABASE_URL``...).
+A ``.env``-style file given with ``ecogrid serve --config FILE`` provides
+defaults that the environment overrides.
+docs/configuration.md lists them all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of ``ecogrid serve`` / ``ecogrid demo`` (see docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="ECOGRID_", extra="ignore")
+
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker URL "
+                          "(mqtt://[user:password@]host:port)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the registry; default "
+                                     "sqlite:///$ECOGRID_DATA_DIR/ecogrid.db")
+    data_dir: Path = Field(Path("./data"), description="folder for the SQLite registry, the "
+                           "zarr telemetry history and the generated JWT secret")
+    jwt_secret: str | None = Field(None, description="HMAC secret of the tokens; default: "
+                                   "generated once and kept in $ECOGRID_DATA_DIR/jwt_secret")
+    access_token_ttl_s: float = Field(900.0, gt=0, description="access token lifetime [s]")
+    refresh_token_ttl_s: float = Field(7 * 86400.0, gt=0, description="refresh token lifetime [s]")
+    admin_user: str | None = Field(None, description="admin created at start when missing")
+    admin_password: str | None = Field(None, description="that admin's password")
+    log_level: str = Field("INFO", description="logging level")
+    login_attempts_per_minute: int = Field(10, ge=1, description="failed logins allowed per "
+                                           "user name and client address per minute")
+    fleet_file: Path | None = Field(None, description="fleet (.json/.parquet) loaded into an "
+                                    "empty registry; default: the generated reference fleet")
+    fleet_sites: int = Field(342, ge=1, description="sites of the generated fleet when the "
+                             "registry is empty and no fleet_file is given")
+    optimizer_interval_s: float = Field(900.0, gt=0, description="cadence of automatic plans [s]")
+    optimizer_enabled: bool = Field(True, description="propose plans on the cadence")
+    plan_step_s: float = Field(900.0, gt=0, description="plan step [s]")
+    plan_horizon_s: float = Field(86400.0, gt=0, description="plan horizon [s]")
+    plan_ttl_s: float = Field(1800.0, gt=0, description="a proposed plan expires after [s]")
+    dispatch_tick_s: float = Field(1.0, gt=0, description="how often due setpoints are sent [s]")
+    command_ack_timeout_s: float = Field(30.0, gt=0, description="a command handed to the "
+                                         "publisher without a final ack expires after [s]")
+    history_flush_s: float = Field(10.0, gt=0, le=10.0, description="telemetry history "
+                                   "snapshot and flush period [s] (at most 10)")
+    ws_queue_size: int = Field(256, ge=8, description="messages queued per WebSocket client")
+    ws_max_drops: int = Field(1024, ge=1, description="a client that lost this many messages "
+                              "in a row is disconnected")
+    telemetry_interval_s: float = Field(1.0, gt=0, description="expected device telemetry "
+                                        "interval [s] (stale after three missed)")
+    co2_kg_per_mwh: float = Field(300.0, ge=0, description="grid carbon intensity displaced "
+                                  "by the fleet's generation, for CO2 avoided [kg/MWh]")
+    price_eur_per_mwh: float = Field(90.0, description="value of generated energy, for the "
+                                     "live revenue figure [EUR/MWh]")
+    setpoint_valid_s: float = Field(900.0, gt=0, description="validity of manual setpoints [s]")
+    alert_eval_s: float = Field(5.0, gt=0, description="period of the alert evaluation [s]")
+    smtp_host: str | None = Field(None, description="SMTP server for alert e-mail; none: "
+                                  "no e-mail")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
+    smtp_from: str = Field("ecogrid@localhost", description="From address of alert e-mail")
+    smtp_to: str = Field("", description="alert e-mail recipients, comma-separated")
+    smtp_user: str | None = Field(None, description="SMTP login user (optional)")
+    smtp_password: str | None = Field(None, description="SMTP login password (optional)")
+    smtp_starttls: bool = Field(False, description="use STARTTLS on the SMTP connection")
+    smtp_min_severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="lowest alert severity that is e-mailed")
+    import_price_eur_per_mwh: float = Field(250.0, description="price of imported energy, "
+                                            "for the analytics' cost [EUR/MWh]")
+    carbon_intensity_file: Path | None = Field(None, description="CSV (time,co2_kg_per_mwh) "
+                                               "of grid carbon intensity for CO2 avoided; "
+                                               "default: the constant co2_kg_per_mwh")
+    report_dir: Path | None = Field(None, description="folder of scheduled reports; default "
+                                    "$ECOGRID_DATA_DIR/reports")
+    report_schedule: str = Field("", description="scheduled reports, comma-separated of "
+                                 "daily, weekly, monthly; empty: none")
+    mode: Literal["live", "offline"] = Field("live", description="offline: no broker "
+                                             "connection (API and registry only)")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"{v!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
+        return v
+
+    def registry_url(self) -> str:
+        """The registry's SQLAlchemy URL (the SQLite default under ``data_dir``)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ecogrid.db').resolve()}"
+
+    def history_dir(self) -> Path:
+        return self.data_dir / "history.zarr"
+
+    def secret(self) -> str:
+        """The JWT secret: the setting, else one generated once and kept in ``data_dir``."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return value
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Settings from the environment, a ``.env``-style file and explicit overrides.
+
+    Raises
+    ------
+    ValueError
+        Naming each bad setting and its environment variable.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = "; ".join(f"ECOGRID_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        raise ValueError(f"invalid settings: {problems}") from None

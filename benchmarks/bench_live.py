@@ -1,0 +1,306 @@
+"""The live system under load: emulator -> broker -> service -> REST and WebSocket clients.
+
+    python benchmarks/run.py live --devices 10000 --ws-clients 1000 --seconds 30
+
+Starts a private Mosquitto, ``ecogrid serve`` (its own process, a fresh data
+folder), the device emulator (``ecogrid devices simulate``, its own process,
+1 Hz) and a process of ``--ws-clients`` WebSocket clients, each subscribed to
+the telemetry of one site (round robin) plus the ``commands`` channel for
+the first client. This process drives the REST load (``--rest-concurrency``
+loops alternating ``GET /kpis`` and ``GET /devices?site_id=``) for
+``--seconds``, and half-way through asks for a plan and approves it while an
+MQTT subscriber on ``sites/+/devices/+/commands/setpoint`` stands in for
+the devices' receipt.
+
+Figures: ``rest_p99_ms`` (both routes together, and each), ``telemetry_to_ws_p99_ms``
+(emulator's time stamp to a client's receipt), ``approve_to_device_p99_ms``
+(approval request sent to each setpoint's arrival at the subscriber; with
+``approve_setpoints``, how many went out), ``ws_clients`` (connected at the
+end), ``lost`` (clients disconnected plus telemetry messages the server
+dropped for slow clients). All processes share this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICES_PER_SITE = 9967 / 342
+ADMIN = ("bench", "bench-pass-1")
+
+
+def _n_sites(devices: int) -> int:
+    return max(1, round(devices / DEVICES_PER_SITE))
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+# -- the WebSocket client process --------------------------------------------------------
+async def _ws_clients(url: str, token: str, sites: list[str], n: int, seconds: float,
+                      out: str) -> None:
+    from websockets.asyncio.client import connect
+
+    lat_ms: list[float] = []
+    counts = [0] * n
+    closed = [0]
+    connected = [0]
+    stop_at = time.time() + seconds
+
+    async def one(i: int) -> None:
+        try:
+            async with connect(f"{url}?token={token}", max_size=None, open_timeout=60,
+                               ping_interval=None) as ws:
+                await ws.recv()
+                await ws.send(json.dumps({"type": "subscribe", "channels": ["telemetry"],
+                                          "sites": [sites[i % len(sites)]]}))
+                connected[0] += 1
+                while time.time() < stop_at:
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), max(0.1, stop_at - time.time()))
+                    except TimeoutError:
+                        break
+                    now = time.time()
+                    msg = json.loads(raw)
+                    if msg.get("type") == "telemetry":
+                        counts[i] += 1
+                        if i % 10 == 0:  # sample the latency on a tenth of the clients
+                            lat_ms.extend((now - s["t_s"]) * 1000.0 for s in msg["samples"][:5])
+        except Exception:
+            closed[0] += 1
+
+    tasks = []
+    for i in range(n):
+        tasks.append(asyncio.create_task(one(i)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)  # do not open a thousand sockets in one burst
+    await asyncio.gather(*tasks)
+    Path(out).write_text(json.dumps({"latency_ms": lat_ms, "messages": counts,
+                                     "closed": closed[0], "connected": connected[0]}))
+
+
+def ws_worker(argv: list[str]) -> None:
+    url, token, sites, n, seconds, out = argv
+    asyncio.run(_ws_clients(url, token, sites.split(","), int(n), float(seconds), out))
+
+
+# -- REST load -----------------------------------------------------------------------
+async def _rest_load(base: str, headers: dict[str, str], sites: list[str], seconds: float,
+                     concurrency: int) -> dict[str, list[float]]:
+    import httpx
+
+    lat: dict[str, list[float]] = {"kpis": [], "devices": []}
+    stop_at = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as c:
+        async def loop(k: int) -> None:
+            i = k
+            while time.monotonic() < stop_at:
+                if i % 2 == 0:
+                    t0 = time.perf_counter()
+                    r = await c.get("/api/v1/kpis")
+                    lat["kpis"].append((time.perf_counter() - t0) * 1000.0)
+                else:
+                    t0 = time.perf_counter()
+                    r = await c.get("/api/v1/devices",
+                                    params={"site_id": sites[i % len(sites)], "limit": 100})
+                    lat["devices"].append((time.perf_counter() - t0) * 1000.0)
+                r.raise_for_status()
+                i += 1
+                await asyncio.sleep(0.05)
+        await asyncio.gather(*(loop(k) for k in range(concurrency)))
+    return lat
+
+
+# -- approval to device ----------------------------------------------------------------
+def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
+                       wait_s: float) -> dict[str, Any]:
+    import httpx
+    import paho.mqtt.client as mqtt
+
+    from adapters.mqtt.client import parse_broker_url
+
+    arrivals: list[float] = []
+    subscribed = threading.Event()
+    target = parse_broker_url(mqtt_url)
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-devices",
+                      protocol=mqtt.MQTTv5)
+    sub.on_connect = lambda c, *a: c.subscribe("sites/+/devices/+/commands/setpoint", qos=0)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    started = [0.0]
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        if msg.retain or not started[0]:
+            return  # retained setpoints from before the approval
+        arrivals.append(time.time())
+
+    sub.on_message = on_message
+    sub.connect(target.host, target.port)
+    sub.loop_start()
+    subscribed.wait(10)
+    with httpx.Client(base_url=base, headers=headers, timeout=300) as c:
+        t0 = time.perf_counter()
+        plan = c.post("/api/v1/plans").json()
+        plan_s = time.perf_counter() - t0
+        full = c.get(f"/api/v1/plans/{plan['id']}").json()
+        now = time.time()
+        k = int((now - full["start_s"]) // full["step_s"])
+        expected = sum(1 for series in full["setpoints"].values() for v in series.values()
+                       if 0 <= k < len(v) and v[k] is not None)
+        started[0] = time.time()
+        r = c.post(f"/api/v1/plans/{plan['id']}/approve")
+        approve_http_ms = (time.time() - started[0]) * 1000.0
+        r.raise_for_status()
+        deadline = time.time() + wait_s
+        while len(arrivals) < expected and time.time() < deadline:
+            time.sleep(0.05)
+    sub.loop_stop()
+    sub.disconnect()
+    lat = [(t - started[0]) * 1000.0 for t in arrivals]
+    return {"approve_to_device_p50_ms": _pct(lat, 50), "approve_to_device_p99_ms": _pct(lat, 99),
+            "approve_setpoints": len(arrivals), "approve_expected": expected,
+            "approve_http_ms": round(approve_http_ms, 1), "plan_request_s": round(plan_s, 2),
+            "plan_solver_status": plan.get("solver_status")}
+
+
+# -- orchestration ----------------------------------------------------------------------
+def _wait_http(base: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ecogrid serve exited: {log.read_text()[-2000:]}")
+        try:
+            h = httpx.get(f"{base}/healthz", timeout=5)
+            if h.status_code == 200 and h.json()["last_ingest_s"]:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the service did not ingest telemetry in time")
+
+
+def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
+        ) -> dict[str, Any]:
+    """Run the live benchmark once; returns the figures (see the module docstring)."""
+    import httpx
+
+    from adapters.broker import Broker, free_port
+
+    n_sites = _n_sites(devices)
+    work = Path(tempfile.mkdtemp(prefix="ecogrid-bench-live-"))
+    broker = Broker(work / "mosquitto").start()
+    procs: list[subprocess.Popen] = []
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ECOGRID_DATA_DIR": str(work / "data"), "ECOGRID_MQTT_URL": broker.url,
+           "ECOGRID_FLEET_SITES": str(n_sites), "ECOGRID_ADMIN_USER": ADMIN[0],
+           "ECOGRID_ADMIN_PASSWORD": ADMIN[1], "ECOGRID_OPTIMIZER_ENABLED": "false",
+           "ECOGRID_LOG_LEVEL": "WARNING", "ECOGRID_WS_QUEUE_SIZE": "256"}
+    env.pop("ECOGRID_DATABASE_URL", None)
+    log = work / "serve.log"
+    try:
+        with log.open("ab") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "api.cli", "devices", "simulate", "--broker", broker.url,
+                 "--sites", str(n_sites), "--interval", "1"], env=env, stdout=out,
+                stderr=subprocess.STDOUT, cwd=ROOT))
+        _wait_http(base, procs[0], log, 300)
+        token = httpx.post(f"{base}/api/v1/auth/token", data={
+            "username": ADMIN[0], "password": ADMIN[1]}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        sites = [s["id"] for s in httpx.get(f"{base}/api/v1/sites", headers=headers,
+                                            timeout=60).json()]
+        ws_out = work / "ws.json"
+        ws_seconds = seconds + 15.0
+        procs.append(subprocess.Popen(
+            [sys.executable, str(Path(__file__)), "--ws-worker",
+             f"ws://127.0.0.1:{port}/api/v1/ws", token, ",".join(sites), str(ws_clients),
+             str(ws_seconds), str(ws_out)], cwd=ROOT, env=env))
+        time.sleep(min(10.0, 2.0 + ws_clients / 200))  # let the clients connect
+        result: dict[str, Any] = {}
+        done = threading.Event()
+
+        def approve_later() -> None:
+            time.sleep(seconds / 2)
+            try:
+                result.update(_approve_to_device(base, headers, broker.url, 30.0))
+            except Exception as exc:
+                result["approve_error"] = f"{type(exc).__name__}: {exc}"
+            done.set()
+
+        threading.Thread(target=approve_later, daemon=True).start()
+        lat = asyncio.run(_rest_load(base, headers, sites, seconds, rest_concurrency))
+        if not done.wait(180):
+            result["approve_error"] = "no result within 180 s"
+        procs[2].wait(ws_seconds + 120)
+        ws = json.loads(ws_out.read_text()) if ws_out.exists() else {
+            "latency_ms": [], "messages": [], "closed": ws_clients, "connected": 0}
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        dropped = _metric(metrics, "ecogrid_ws_dropped_messages_total")
+        kicked = _metric(metrics, "ecogrid_ws_slow_clients_dropped_total")
+        both = lat["kpis"] + lat["devices"]
+        return {
+            "devices": devices, "sites": n_sites, "seconds": seconds,
+            "rest_requests": len(both), "rest_p99_ms": _pct(both, 99),
+            "rest_p50_ms": _pct(both, 50), "rest_kpis_p99_ms": _pct(lat["kpis"], 99),
+            "rest_devices_p99_ms": _pct(lat["devices"], 99),
+            "telemetry_to_ws_p50_ms": _pct(ws["latency_ms"], 50),
+            "telemetry_to_ws_p99_ms": _pct(ws["latency_ms"], 99),
+            "ws_messages": int(sum(ws["messages"])),
+            "ws_clients": ws_clients - ws["closed"], "ws_clients_connected": ws["connected"],
+            "lost": int(ws["closed"] + dropped), "ws_dropped_messages": int(dropped),
+            "ws_slow_clients_dropped": int(kicked), **result,
+            "note": "emulator, broker, service and clients share this machine"}
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="run.py live", description=__doc__.split("\n\n")[0])
+    p.add_argument("--devices", type=int, default=10_000, help="fleet size (devices)")
+    p.add_argument("--ws-clients", type=int, default=1000, help="WebSocket clients")
+    p.add_argument("--seconds", type=float, default=30.0, help="measured duration [s]")
+    p.add_argument("--rest-concurrency", type=int, default=8, help="parallel REST loops")
+    args = p.parse_args(argv)
+    return run(args.devices, args.ws_clients, args.seconds, args.rest_concurrency)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--ws-worker":
+        sys.path.insert(0, str(ROOT))
+        ws_worker(sys.argv[2:])
+    else:
+        print(json.dumps(main(sys.argv[1:])))

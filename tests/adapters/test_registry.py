@@ -1,0 +1,241 @@
+# ruff: noqa: F811  (pytest fixtures imported from registry_fixtures are used as arguments)
+"""The SQL registry on SQLite and PostgreSQL: migrations, users, fleet, plans, commands,
+alerts, audit log, scenarios."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect
+
+from adapters.registry import (
+    RegistryError,
+    alerts,
+    audit,
+    commands,
+    open_registry,
+    plans,
+    scenarios,
+    users,
+)
+from adapters.registry import fleet as fleet_repo
+from adapters.registry.plans import PlanStateError
+from tests.adapters.registry_fixtures import registry, registry_url  # noqa: F401
+from twin.fleet import FleetError
+from twin.generator import generate_fleet
+
+T0 = 1_800_000_000.0
+
+
+def test_migrations_create_every_table_and_reopen_is_idempotent(registry, registry_url):
+    tables = set(inspect(registry.engine).get_table_names())
+    assert {"users", "refresh_tokens", "sites", "feeders", "devices", "plans", "commands",
+            "device_versions", "alerts", "audit_log", "scenarios", "alembic_version"} <= tables
+    url, schema = registry_url
+    again = open_registry(url, schema=schema)  # upgrade head on a migrated database: no-op
+    assert again.ping()
+    again.close()
+
+
+def test_users_and_refresh_tokens(registry):
+    with registry.session() as s:
+        u = users.create_user(s, "ada", "hash1", "operator", T0)
+        assert u["role"] == "operator"
+        with pytest.raises(RegistryError, match="already exists"):
+            users.create_user(s, "ada", "hash2", "viewer", T0)
+    with registry.session() as s, pytest.raises(RegistryError, match="role"):
+        users.create_user(s, "bob", "h", "boss", T0)
+    with registry.session() as s:
+        users.add_refresh_token(s, "ada", "jti-1", T0, T0 + 100)
+        users.add_refresh_token(s, "ada", "jti-2", T0, T0 + 100)
+    with registry.session() as s:
+        assert users.refresh_token_valid(s, "jti-1", T0 + 1)
+        assert not users.refresh_token_valid(s, "jti-1", T0 + 101)  # expired
+        assert users.revoke_refresh_token(s, "jti-1", T0 + 2)
+        assert not users.refresh_token_valid(s, "jti-1", T0 + 3)
+        users.set_password(s, "ada", "hash3", T0 + 4)  # revokes the rest
+        assert not users.refresh_token_valid(s, "jti-2", T0 + 5)
+        assert users.get_user(s, "ada")["password_hash"] == "hash3"
+        assert users.count_users(s, "operator") == 1
+
+
+def test_fleet_round_trip_and_device_queries(registry):
+    fleet = generate_fleet(n_sites=4, seed=3)
+    with registry.session() as s:
+        assert fleet_repo.import_fleet(s, fleet) == fleet.n_devices
+    with registry.session() as s:
+        back = fleet_repo.load_fleet(s)
+    assert sorted(back.device_id.tolist()) == sorted(fleet.device_id.tolist())
+    assert back.installed_capacity_kw() == pytest.approx(fleet.installed_capacity_kw())
+    site = fleet.site_id[0]
+    with registry.session() as s:
+        page, total = fleet_repo.list_devices(s, site_id=site, sort="-id", limit=3)
+        assert total == int((fleet.device_site == 0).sum())
+        assert [d["id"] for d in page] == sorted((d["id"] for d in page), reverse=True)
+        assert all(d["site_id"] == site for d in page)
+        bats, n_bat = fleet_repo.list_devices(s, type="battery", limit=1000)
+        assert n_bat == fleet.count_by_type()["battery"] and bats[0]["type"] == "battery"
+        found, _ = fleet_repo.list_devices(s, q=page[0]["id"].lower())
+        assert page[0]["id"] in {d["id"] for d in found}
+        with pytest.raises(RegistryError, match="sort"):
+            fleet_repo.list_devices(s, sort="colour")
+
+
+def test_site_and_device_changes_are_validated(registry):
+    with registry.session() as s:
+        fleet_repo.create_site(s, {"id": "X1", "lat_deg": 48.0, "lon_deg": 11.0,
+                                   "import_limit_kw": 100.0, "export_limit_kw": 100.0})
+        dev = fleet_repo.create_device(s, {"id": "X1-BAT", "site_id": "X1", "type": "battery",
+                                           "battery_kwh": 100.0, "charge_kw": 50.0,
+                                           "discharge_kw": 50.0, "charge_eff": 0.95,
+                                           "discharge_eff": 0.95, "soc_min": 0.1,
+                                           "soc_max": 0.9, "tags": ["north"]})
+        assert dev["tags"] == ["north"] and dev["battery_kwh"] == 100.0
+    with registry.session() as s, pytest.raises(FleetError, match="lat_deg"):
+        fleet_repo.update_site(s, "X1", {"lat_deg": 123.0})
+    with registry.session() as s, pytest.raises(FleetError, match="soc_min"):
+        fleet_repo.update_device(s, "X1-BAT", {"soc_min": 0.95})
+    with registry.session() as s:
+        assert fleet_repo.update_device(s, "X1-BAT", {"status": "maintenance"})["status"] == \
+            "maintenance"
+        page, total = fleet_repo.list_devices(s, tag="north")
+        assert total == 1 and page[0]["id"] == "X1-BAT"
+        fleet_repo.delete_site(s, "X1")
+    with registry.session() as s:
+        assert fleet_repo.get_device(s, "X1-BAT") is None
+
+
+def _plan(pid: str, created_s: float = T0) -> dict:
+    return {"id": pid, "created_s": created_s, "start_s": created_s, "step_s": 900.0,
+            "n_steps": 2, "initial_state": {"soc": {"B": 0.5}},
+            "setpoints": {"p_kw": {"B": [10.0, None]}}, "kpis": {"cost_eur": 1.0},
+            "solver_status": "optimal", "solver_time_s": 0.1}
+
+
+def test_plan_life_cycle(registry):
+    with registry.session() as s:
+        plans.add_plan(s, _plan("p1"))
+        plans.add_plan(s, _plan("p2", T0 + 1))
+    with registry.session() as s:
+        rec = plans.set_status(s, "p1", "approved", user="op", t_s=T0 + 5)
+        assert (rec["status"], rec["decided_by"], rec["decided_s"]) == ("approved", "op", T0 + 5)
+        plans.set_status(s, "p1", "dispatched")
+        plans.set_status(s, "p2", "rejected", user="op", t_s=T0 + 6, reason="too costly")
+    with registry.session() as s:
+        with pytest.raises(PlanStateError, match="rejected"):
+            plans.set_status(s, "p2", "approved")
+        assert [p["id"] for p in plans.list_plans(s)] == ["p2", "p1"]
+        assert [p["id"] for p in plans.list_plans(s, status="dispatched")] == ["p1"]
+        assert plans.get_plan(s, "p1")["setpoints"] == {"p_kw": {"B": [10.0, None]}}
+        assert "setpoints" not in plans.get_plan(s, "p1", with_setpoints=False)
+        assert plans.get_plan(s, "p2")["reason"] == "too costly"
+
+
+def test_commands_states_and_versions_keep_rising(registry, registry_url):
+    item = {"site_id": "S", "device_id": "D", "kind": "p_kw", "value": 5.0, "due_s": T0,
+            "valid_until_s": T0 + 900, "source": "manual", "created_by": "op"}
+    with registry.session() as s:
+        now_cmd, later = commands.add_commands(s, [item, {**item, "due_s": T0 + 60}], T0)
+    assert (now_cmd["status"], later["status"]) == ("pending", "scheduled")
+    with registry.session() as s:
+        assert [c["id"] for c in commands.due_commands(s, T0)] == [now_cmd["id"]]
+        commands.mark_queued(s, [now_cmd], T0)
+        assert commands.cancel(s, later["id"], T0 + 1)["status"] == "cancelled"
+    with registry.session() as s:
+        rec = commands.set_state(s, "D", now_cmd["version"], "applied", T0 + 2)
+        assert rec["status"] == "applied" and rec["acked_s"] == T0 + 2
+        # A final state sticks.
+        assert commands.set_state(s, "D", now_cmd["version"], "rejected", T0 + 3)["status"] \
+            == "applied"
+        with pytest.raises(commands.CommandStateError):
+            commands.cancel(s, now_cmd["id"], T0 + 4)
+        assert commands.count_by_status(s) == {"applied": 1, "cancelled": 1}
+    first = now_cmd["version"]
+    url, schema = registry_url
+    again = open_registry(url, schema=schema)
+    with again.session() as s:
+        assert commands.next_versions(s, ["D", "D"])["D"] == [first + 1, first + 2]
+    again.close()
+
+
+def test_command_store_implements_the_mqtt_protocol(registry):
+    from adapters.mqtt.types import CommandRecord
+    from adapters.registry.command_store import SqlCommandStore
+
+    seen = []
+    store = SqlCommandStore(registry, on_change=seen.append, flush_s=60.0, version_block=3)
+    try:
+        item = {"site_id": "S", "device_id": "D", "kind": "p_kw", "value": 7.0, "due_s": T0,
+                "valid_until_s": T0 + 900, "source": "plan", "plan_id": "p1"}
+        with registry.session() as s:
+            row = commands.add_commands(s, [item], T0)[0]
+        store.adopt("D", row["id"])
+        versions = [store.next_version("D") for _ in range(4)]
+        assert versions == [1, 2, 3, 4]
+        rec = CommandRecord("c-1", "S", "D", 4, {"p_kw": 7.0}, T0, T0 + 900, "queued",
+                            transitions=(("queued", T0),))
+        store.save(rec)
+        assert store.get("c-1") == rec  # from memory before the flush
+        store.save(rec.moved("sent", T0 + 0.1))
+        assert store.flush() == 1
+        assert [r.command_id for r in store.open_commands()] == ["c-1"]
+        store.save(store.get("c-1").moved("applied", T0 + 0.5))
+        store.flush()
+        with registry.session() as s:
+            stored = commands.get_command(s, row["id"])  # the adopted registry row
+        assert (stored["command_id"], stored["version"], stored["status"]) == ("c-1", 4,
+                                                                               "applied")
+        assert stored["plan_id"] == "p1" and stored["acked_s"] == T0 + 0.5
+        assert [t[0] for t in stored["transitions"]] == ["pending", "queued", "sent", "applied"]
+        assert store.open_commands() == []
+        assert store.history("D")[0].state == "applied"
+        assert seen[-1]["status"] == "applied"
+        # A record the registry never saw (sent by another path) is inserted.
+        store.save(CommandRecord("c-2", "S", "E", 1, {"p_limit_kw": 3.0}, T0, T0 + 60,
+                                 "queued"))
+        store.flush()
+        assert store.get("c-2").setpoint == {"p_limit_kw": 3.0}
+    finally:
+        store.close()
+    # Versions come in durable blocks: a new store (a restart) never reuses one.
+    store2 = SqlCommandStore(registry, flush_s=60.0, version_block=3)
+    try:
+        assert store2.next_version("D") > 4
+    finally:
+        store2.close()
+
+
+def test_alerts_audit_and_scenarios(registry):
+    with registry.session() as s:
+        a = alerts.raise_alert(s, T0, "warning", "stale", "no telemetry", device_id="D")
+        audit.record(s, T0, "op", "plan.approve", "plan:p1", {"why": "cheap"})
+        scenarios.add_scenario(s, "r1", T0, "op", "name: x")
+    with registry.session() as s:
+        assert alerts.list_alerts(s, acked=False)[0]["id"] == a["id"]
+        acked = alerts.ack_alert(s, a["id"], "op", T0 + 1)
+        assert (acked["acked_by"], acked["acked_s"]) == ("op", T0 + 1)
+        assert alerts.list_alerts(s, acked=False) == []
+        with pytest.raises(RegistryError):
+            alerts.raise_alert(s, T0, "apocalyptic", "x", "y")
+        entry = audit.entries(s, user="op")[0]
+        assert (entry["action"], entry["target"], entry["detail"]) == (
+            "plan.approve", "plan:p1", {"why": "cheap"})
+        scenarios.update_scenario(s, "r1", status="done", progress=1.0, kpis={"cost": 2})
+        assert scenarios.get_scenario(s, "r1")["kpis"] == {"cost": 2}
+
+
+def test_command_store_reserves_versions_in_bulk(registry):
+    from adapters.registry.command_store import SqlCommandStore
+
+    store = SqlCommandStore(registry, flush_s=60.0, version_block=2)
+    try:
+        assert store.next_version("A") == 1
+        store.reserve(["A", "B", "C"])  # A still has version 2 reserved: untouched
+        assert [store.next_version(d) for d in ("A", "A", "B", "C")] == [2, 3, 1, 1]
+    finally:
+        store.close()
+    again = SqlCommandStore(registry, flush_s=60.0, version_block=2)
+    try:
+        again.reserve(["A", "B"])
+        assert again.next_version("A") > 3 and again.next_version("B") > 1
+    finally:
+        again.close()

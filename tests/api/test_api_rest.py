@@ -1,0 +1,323 @@
+"""REST API on a running app (offline mode: no broker): auth, roles, fleet, plans,
+setpoints, commands, alerts, telemetry history, health, metrics, errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from api.settings import Settings
+from tests.api.server import login, running_app, wait_for
+
+pytestmark = pytest.mark.timeout(300)  # a hang fails with every thread's stack
+
+ADMIN = ("root", "root-pass-1")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    data = tmp_path_factory.mktemp("data")
+    settings = Settings(data_dir=data, mode="offline", fleet_sites=4, admin_user=ADMIN[0],
+                        admin_password=ADMIN[1], login_attempts_per_minute=3,
+                        optimizer_enabled=False, history_flush_s=0.2)
+    with running_app(settings) as (url, app):
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def client(served: tuple[str, Any]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served[0], timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def admin(client: httpx.Client) -> dict[str, str]:
+    return login(client, *ADMIN)
+
+
+@pytest.fixture(scope="module")
+def operator(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
+    r = client.post("/api/v1/users", headers=admin,
+                    json={"name": "olga", "password": "olga-pass-1", "role": "operator"})
+    assert r.status_code == 201, r.text
+    return login(client, "olga", "olga-pass-1")
+
+
+@pytest.fixture(scope="module")
+def viewer(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
+    r = client.post("/api/v1/users", headers=admin,
+                    json={"name": "vic", "password": "vic-pass-12", "role": "viewer"})
+    assert r.status_code == 201, r.text
+    return login(client, "vic", "vic-pass-12")
+
+
+def test_token_me_and_bad_tokens(client, admin):
+    assert client.get("/api/v1/auth/me", headers=admin).json() == {"name": "root",
+                                                                   "role": "admin"}
+    r = client.get("/api/v1/kpis")
+    assert r.status_code == 401 and "not authenticated" in r.json()["error"]
+    token = admin["Authorization"].split()[1]
+    head, body, sig = token.split(".")
+    tampered = f"{head}.{body}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}"
+    r = client.get("/api/v1/kpis", headers={"Authorization": f"Bearer {tampered}"})
+    assert r.status_code == 401 and r.json()["status"] == 401
+
+
+def test_expired_access_token_is_refused(served, client):
+    from api.auth import make_access_token
+
+    svc = served[1].state.service
+    old = make_access_token(svc.accounts.secret, "root", "admin", time.time() - 3600, 60)
+    r = client.get("/api/v1/kpis", headers={"Authorization": f"Bearer {old}"})
+    assert r.status_code == 401 and "expired" in r.json()["error"]
+
+
+def test_refresh_rotation_logout_and_password_change(client, admin):
+    client.post("/api/v1/users", headers=admin,
+                json={"name": "pat", "password": "pat-pass-12", "role": "viewer"})
+    tokens = client.post("/api/v1/auth/token",
+                         data={"username": "pat", "password": "pat-pass-12"}).json()
+    fresh = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert fresh.status_code == 200
+    # A refresh token is used up by the refresh.
+    again = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert again.status_code == 401
+    new = fresh.json()
+    r = client.post("/api/v1/auth/logout", json={"refresh_token": new["refresh_token"]})
+    assert r.json() == {"revoked": True}
+    assert client.post("/api/v1/auth/refresh",
+                       json={"refresh_token": new["refresh_token"]}).status_code == 401
+    # Changing the password revokes every refresh token of the user.
+    t2 = client.post("/api/v1/auth/token",
+                     data={"username": "pat", "password": "pat-pass-12"}).json()
+    h = {"Authorization": f"Bearer {t2['access_token']}"}
+    bad = client.post("/api/v1/auth/password", headers=h,
+                      json={"old_password": "nope-nope", "new_password": "pat-pass-34"})
+    assert bad.status_code == 401
+    ok = client.post("/api/v1/auth/password", headers=h,
+                     json={"old_password": "pat-pass-12", "new_password": "pat-pass-34"})
+    assert ok.status_code == 200
+    assert client.post("/api/v1/auth/refresh",
+                       json={"refresh_token": t2["refresh_token"]}).status_code == 401
+    assert client.post("/api/v1/auth/token", data={"username": "pat",
+                                                   "password": "pat-pass-34"}).status_code == 200
+    # An admin resets anyone's password.
+    r = client.patch("/api/v1/users/pat", headers=admin, json={"password": "reset-pass-1"})
+    assert r.status_code == 200
+    assert client.post("/api/v1/auth/token", data={"username": "pat",
+                                                   "password": "reset-pass-1"}).status_code == 200
+
+
+def test_login_attempts_are_rate_limited(client):
+    codes = [client.post("/api/v1/auth/token",
+                         data={"username": "root", "password": f"wrong-{i}"}).status_code
+             for i in range(4)]
+    assert codes == [401, 401, 401, 429]
+    r = client.post("/api/v1/auth/token", data={"username": "root", "password": ADMIN[1]})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+def test_roles(client, viewer, operator):
+    assert client.get("/api/v1/sites", headers=viewer).status_code == 200
+    r = client.post("/api/v1/plans/anything/approve", headers=viewer)
+    assert r.status_code == 403 and "operator" in r.json()["error"]
+    r = client.post("/api/v1/users", headers=operator,
+                    json={"name": "x", "password": "xxxx-xxxx", "role": "admin"})
+    assert r.status_code == 403
+    r = client.post("/api/v1/devices/any/setpoint", headers=viewer, json={"value_kw": 1})
+    assert r.status_code == 403
+
+
+def test_sites_and_devices(client, viewer, admin):
+    sites = client.get("/api/v1/sites", headers=viewer).json()
+    assert len(sites) == 4
+    one = client.get(f"/api/v1/sites/{sites[0]['id']}", headers=viewer).json()
+    assert one["id"] == sites[0]["id"]
+    page = client.get("/api/v1/devices", headers=viewer,
+                      params={"site_id": sites[0]["id"], "type": "battery", "limit": 2}).json()
+    assert page["limit"] == 2 and len(page["items"]) <= 2
+    assert all(d["type"] == "battery" and d["site_id"] == sites[0]["id"]
+               for d in page["items"])
+    desc = client.get("/api/v1/devices", headers=viewer, params={"sort": "-id"}).json()
+    ids = [d["id"] for d in desc["items"]]
+    assert ids == sorted(ids, reverse=True)
+    dev = client.get(f"/api/v1/devices/{ids[0]}", headers=viewer).json()
+    assert dev["id"] == ids[0] and "live" in dev
+    # Admin creates, updates and deletes; bad values are refused with 400 naming the field.
+    body = {"id": "NEW-SITE", "lat_deg": 50.0, "lon_deg": 8.0, "import_limit_kw": 500.0,
+            "export_limit_kw": 500.0}
+    assert client.post("/api/v1/sites", headers=viewer, json=body).status_code == 403
+    assert client.post("/api/v1/sites", headers=admin, json=body).status_code == 201
+    r = client.patch("/api/v1/sites/NEW-SITE", headers=admin, json={"lat_deg": 95.0})
+    assert r.status_code == 400 and "lat_deg" in r.json()["error"]
+    r = client.post("/api/v1/devices", headers=admin,
+                    json={"id": "NEW-PV", "site_id": "NEW-SITE", "type": "pv", "pv_kwp": 10.0,
+                          "inverter_kw": 9.0, "tilt_deg": 30.0, "azimuth_deg": 180.0,
+                          "temp_coeff_per_c": -0.004})
+    assert r.status_code == 201, r.text
+    r = client.patch("/api/v1/devices/NEW-PV", headers=admin, json={"tags": ["roof"]})
+    assert r.json()["tags"] == ["roof"]
+    assert client.delete("/api/v1/sites/NEW-SITE", headers=admin).status_code == 200
+    assert client.get("/api/v1/devices/NEW-PV", headers=viewer).status_code == 404
+
+
+def test_bad_input_is_4xx_json(client, viewer):
+    for path, params in [("/api/v1/devices", {"limit": 0}), ("/api/v1/devices", {"sort": "x"}),
+                         ("/api/v1/devices", {"type": "toaster"}),
+                         ("/api/v1/plans", {"status": "pending"}),
+                         ("/api/v1/commands", {"status": "lost"}),
+                         ("/api/v1/devices/nope", None), ("/api/v1/plans/nope", None),
+                         ("/api/v1/nowhere", None)]:
+        r = client.get(path, headers=viewer, params=params)
+        assert 400 <= r.status_code < 500, (path, r.status_code)
+        assert isinstance(r.json()["error"], str) and r.json()["error"]
+
+
+def test_openapi_docs(client):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/auth/token", "/api/v1/kpis", "/api/v1/plans/{plan_id}/approve",
+            "/api/v1/devices/{device_id}/telemetry", "/healthz", "/metrics"} <= set(paths)
+
+
+def test_kpis_health_metrics(client, viewer):
+    k = client.get("/api/v1/kpis", headers=viewer).json()
+    assert k["total_sites"] == 4 and k["installed_capacity_mw"] > 0
+    assert {"today", "to_date"} <= set(k) and "co2_avoided_t" in k["today"]
+    h = client.get("/healthz").json()
+    assert h["database"] == "ok" and h["broker_connected"] is False and h["status"] == "ok"
+    text = client.get("/metrics").text
+    assert "ecogrid_http_request_seconds_bucket" in text and "ecogrid_ws_clients" in text
+
+
+def test_setpoints_limits_schedule_cancel_group(served, client, operator, admin):
+    svc = served[1].state.service
+    fleet = svc.fleet
+    bat = fleet.device_id[fleet.rows_of_type("battery")[0]]
+    load = fleet.device_id[fleet.rows_of_type("load")[0]]
+    hi = float(fleet.discharge_kw[fleet.device_row[bat]])
+    r = client.post(f"/api/v1/devices/{bat}/setpoint", headers=operator,
+                    json={"value_kw": hi * 2})
+    assert r.status_code == 400 and "outside its limits" in r.json()["error"]
+    r = client.post(f"/api/v1/devices/{load}/setpoint", headers=operator, json={"value_kw": 1})
+    assert r.status_code == 400 and "takes no setpoint" in r.json()["error"]
+    r = client.post("/api/v1/devices/ghost/setpoint", headers=operator, json={"value_kw": 1})
+    assert r.status_code == 404
+    r = client.post(f"/api/v1/devices/{bat}/setpoint", headers=operator,
+                    json={"value_kw": hi / 2})
+    assert r.status_code == 201 and r.json()["commands"][0]["status"] == "pending"
+    later = time.time() + 3600
+    r = client.post(f"/api/v1/devices/{bat}/setpoint", headers=operator,
+                    json={"at_s": [later, later + 900], "values_kw": [1.0, 2.0]})
+    cmds = r.json()["commands"]
+    assert [c["status"] for c in cmds] == ["scheduled", "scheduled"]
+    c = client.post(f"/api/v1/commands/{cmds[0]['id']}/cancel", headers=operator)
+    assert c.json()["status"] == "cancelled"
+    again = client.post(f"/api/v1/commands/{cmds[0]['id']}/cancel", headers=operator)
+    assert again.status_code == 409
+    listed = client.get("/api/v1/commands", headers=operator,
+                        params={"device_id": bat, "status": "scheduled"}).json()
+    assert [x["id"] for x in listed] == [cmds[1]["id"]]
+    site = fleet.site_id[0]
+    g = client.post("/api/v1/groups/setpoint", headers=operator,
+                    json={"site_id": site, "type": "pv", "value_kw": 0.0})
+    n_pv = int(((fleet.device_site == 0) & (fleet.device_type == 0)).sum())
+    assert g.status_code == 201 and g.json()["count"] == n_pv
+    audit = client.get("/api/v1/audit", headers=admin,
+                       params={"action": "setpoint.send"}).json()
+    assert audit and audit[0]["user"] == "olga"
+
+
+def test_plan_request_approve_reject(served, client, operator, viewer):
+    svc = served[1].state.service
+    from api.planning import OptimizerPlanner
+
+    svc.planner = OptimizerPlanner(time_limit_s=30)
+    p1 = client.post("/api/v1/plans", headers=operator)
+    assert p1.status_code == 201, p1.text
+    plan = p1.json()
+    assert plan["status"] == "proposed" and plan["solver_status"] in ("optimal", "time_limit")
+    assert {"cost_eur", "revenue_eur", "co2_kg", "peak_import_kw"} <= set(plan["kpis"])
+    full = client.get(f"/api/v1/plans/{plan['id']}", headers=viewer).json()
+    assert full["setpoints"] and full["horizon_s"] == 86400.0
+    assert client.post(f"/api/v1/plans/{plan['id']}/approve", headers=viewer).status_code == 403
+    p2 = client.post("/api/v1/plans", headers=operator).json()
+    first = client.get(f"/api/v1/plans/{plan['id']}", headers=viewer).json()
+    assert first["status"] == "superseded"
+    ok = client.post(f"/api/v1/plans/{p2['id']}/approve", headers=operator)
+    assert ok.status_code == 200 and ok.json()["decided_by"] == "olga"
+    cmds = client.get("/api/v1/commands", headers=viewer, params={"plan_id": p2["id"]}).json()
+    assert cmds and all(c["source"] == "plan" for c in cmds)
+    again = client.post(f"/api/v1/plans/{p2['id']}/reject", headers=operator)
+    assert again.status_code == 409
+    p3 = client.post("/api/v1/plans", headers=operator).json()
+    rej = client.post(f"/api/v1/plans/{p3['id']}/reject", headers=operator,
+                      json={"reason": "price spike expected"})
+    assert rej.json()["status"] == "rejected" and rej.json()["reason"] == "price spike expected"
+    listed = client.get("/api/v1/plans", headers=viewer, params={"status": "rejected"}).json()
+    assert [p["id"] for p in listed] == [p3["id"]]
+
+
+def test_alerts(served, client, operator, viewer):
+    svc = served[1].state.service
+    a = svc.raise_alert("warning", "stale", "device stopped reporting", device_id="X")
+    assert client.post(f"/api/v1/alerts/{a['id']}/ack", headers=viewer).status_code == 403
+    r = client.post(f"/api/v1/alerts/{a['id']}/ack", headers=operator).json()
+    assert r["acked_by"] == "olga"
+    assert client.post("/api/v1/alerts/99999/ack", headers=operator).status_code == 404
+    assert client.get("/api/v1/alerts", headers=viewer, params={"acked": True}).json()[0][
+        "id"] == a["id"]
+
+
+def test_telemetry_history_json_csv(served, client, viewer):
+    svc = served[1].state.service
+    dev = svc.fleet.device_id[0]
+    row = svc.fleet.device_row[dev]
+    col = svc.telemetry.metric_column("p_kw")
+    t0 = time.time()
+    for v in (1.0, 3.0):
+        svc.telemetry.write(__import__("numpy").array([row]), __import__("numpy").array([col]),
+                            __import__("numpy").array([v]), __import__("numpy").array([t0]))
+        t0 += 0.01
+        svc.snapshot()
+        time.sleep(0.3)
+    r = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
+                   params={"metric": "p_kw", "start": t0 - 60, "end": time.time() + 1})
+    body = r.json()
+    assert r.status_code == 200 and 1.0 in body["values"] and 3.0 in body["values"]
+    agg = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
+                     params={"start": t0 - 60, "end": time.time() + 1, "every": 3600}).json()
+    assert len(agg["values"]) == 1 and 1.0 <= agg["values"][0] <= 3.0
+    csv = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
+                     params={"start": t0 - 60, "end": time.time() + 1, "format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0] == "t_s,p_kw"
+    bad = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
+                     params={"start": 10, "end": 5})
+    assert bad.status_code == 400
+
+
+def test_scenarios_refuse_bad_files(client, operator, viewer):
+    r = client.post("/api/v1/scenarios", headers=operator, content=b"period: [1, 2")
+    assert r.status_code == 400 and "YAML" in r.json()["error"]
+    assert client.post("/api/v1/scenarios", headers=viewer, content=b"x: 1").status_code == 403
+    assert client.get("/api/v1/scenarios/nope", headers=viewer).status_code == 404
+
+
+def test_scenario_runs_in_the_background(client, operator, viewer):
+    text = ("name: api-test\nfleet:\n  generator: {n_sites: 2, seed: 1}\nperiod:\n"
+            "  start: 2025-06-02T00:00\n  end: 2025-06-02T06:00\n  step: 1h\n"
+            "strategy:\n  kind: rule\n")
+    r = client.post("/api/v1/scenarios", headers=operator, content=text.encode())
+    assert r.status_code == 202, r.text
+    run_id = r.json()["id"]
+    done = wait_for(lambda: (x := client.get(f"/api/v1/scenarios/{run_id}",
+                                             headers=viewer).json())["status"]
+                    in ("done", "failed") and x, timeout_s=120)
+    assert done["status"] == "done", done["error"]
+    assert done["progress"] == 1.0 and done["kpis"]
+    assert run_id in [x["id"] for x in client.get("/api/v1/scenarios", headers=viewer).json()]
