@@ -13,7 +13,8 @@ import numpy as np
 
 from optimizer.forecast import clear_sky_pv_forecast, load_forecast
 from optimizer.types import EvSessions, Forecast
-from twin.fleet import LOAD_PROFILES, Fleet
+from twin.fleet import Fleet
+from twin.profiles import load_shapes, weekday_of
 
 
 def synthetic_inputs(fleet: Fleet, n_steps: int = 96, t0_s: float = 1_717_200_000.0,
@@ -23,14 +24,7 @@ def synthetic_inputs(fleet: Fleet, n_steps: int = 96, t0_s: float = 1_717_200_00
     times = t0_s + dt_s * np.arange(n_steps)
     pv_site, pv_dev = clear_sky_pv_forecast(fleet, times)
     hour = (times % 86400.0) / 3600.0
-    shapes = {
-        "residential": 0.35 + 0.25 * np.exp(-((hour - 7.5) / 1.5) ** 2)
-        + 0.5 * np.exp(-((hour - 19.0) / 2.0) ** 2),
-        "commercial": 0.3 + 0.6 * ((hour > 7) & (hour < 18)),
-        "industrial": 0.6 + 0.3 * ((hour > 6) & (hour < 22)),
-        "flat": np.full(n_steps, 0.8),
-    }
-    frac = np.stack([shapes[p] for p in LOAD_PROFILES], axis=1)  # (t, profiles)
+    frac = load_shapes(hour, weekday_of(times))  # (t, profiles), UTC clock
     noise = rng.uniform(0.9, 1.1, (n_steps, fleet.n_sites, 1))
     load = load_forecast(fleet, frac[:, None, :] * noise)
     price = (70.0 - 45.0 * np.exp(-((hour - 13.0) / 2.5) ** 2)

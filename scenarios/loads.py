@@ -1,8 +1,8 @@
 """Load profiles: fraction of peak for each load class, by each site's local time.
 
-Four classes, matching ``twin.fleet.LOAD_PROFILES``: residential (morning and
-evening peaks), commercial (weekday working hours), industrial (two shifts on
-weekdays), flat. A small seeded noise (a few percent) makes sites differ.
+The shapes per class are :func:`twin.profiles.load_shapes`; here they are
+evaluated at each site's local time (daylight saving included), with a small
+seeded noise (a few percent) so that sites differ.
 """
 
 from __future__ import annotations
@@ -10,34 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from scenarios.markets import local_hours
-
-
-def _bump(hour: np.ndarray, centre: float, width: float) -> np.ndarray:
-    d = (hour - centre + 12.0) % 24.0 - 12.0
-    return np.exp(-0.5 * (d / width) ** 2)
-
-
-def _plateau(hour: np.ndarray, on: float, off: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-2.0 * (hour - on))) / (1.0 + np.exp(-2.0 * (off - hour)))
-
-
-def load_shapes(local_hour: np.ndarray, weekday: np.ndarray) -> np.ndarray:
-    """Fraction of peak (0..1) per class, shape ``local_hour.shape + (4,)``.
-
-    Parameters
-    ----------
-    local_hour : array
-        Local hour of day (0..24, fractional).
-    weekday : array
-        Day of week, 0 = Monday.
-    """
-    work = weekday < 5
-    residential = 0.25 + 0.25 * _bump(local_hour, 7.5, 1.5) + 0.55 * _bump(local_hour, 19.5, 2.5)
-    commercial = np.where(work, 0.3 + 0.65 * _plateau(local_hour, 8.0, 18.0), 0.3)
-    industrial = np.where(work, 0.45 + 0.45 * _plateau(local_hour, 6.0, 22.0), 0.5)
-    flat = np.full_like(local_hour, 0.85, dtype=np.float64)
-    shapes = np.stack([residential, commercial, industrial, flat], axis=-1)
-    return np.minimum(shapes, 1.0)
+from twin.profiles import load_shapes
 
 
 class LoadProfiles:
