@@ -120,6 +120,9 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
 
     app.include_router(alert_rules.router, prefix=API_PREFIX)
     app.include_router(analytics.router, prefix=API_PREFIX)
+    from api.routes import history  # fleet and site power history
+
+    app.include_router(history.router, prefix=API_PREFIX)
     from api.graphql import graphql_router  # issue 7: read-only GraphQL
 
     app.include_router(graphql_router(), prefix="/graphql")

@@ -6,7 +6,7 @@ releases the setpoints of each step when the step starts (only values that
 changed, all of them at the first step); manual, group and scheduled
 setpoints are checked against each device's limits and go the same way.
 Commands are handed to a :class:`api.types.CommandLink` (the MQTT command
-publisher), whose record changes and device acknowledgements reach the
+publisher; in one batch per tick when the link has ``send_many(commands, now_s)``), whose record changes and device acknowledgements reach the
 registry through :class:`adapters.registry.command_store.SqlCommandStore`.
 Every change is written to the registry (with the audit log) and announced
 through ``notify(channel, msg)``.
@@ -314,12 +314,7 @@ class Dispatcher:
             prepare = getattr(self.link, "prepare", None)
             if prepare is not None:
                 prepare(out)
-            refused = []
-            for c in out:
-                try:
-                    self.link.send(c, now_s)
-                except (ValueError, ConnectionError) as exc:
-                    refused.append((c, str(exc)))
+            refused = _hand_out(self.link, out, now_s)
             if refused:
                 with self.registry.session() as s:
                     for c, why in refused:
@@ -327,6 +322,26 @@ class Dispatcher:
             if self.on_sent is not None:
                 self.on_sent(len(out) - len(refused))
             return len(out) - len(refused)
+
+
+def _hand_out(link: CommandLink, commands: list[dict[str, Any]], now_s: float
+              ) -> list[tuple[dict[str, Any], str]]:
+    """Give commands to the link, all in one batch when it has ``send_many``;
+    returns those it refused, each with the reason."""
+    send_many = getattr(link, "send_many", None)
+    if send_many is not None:
+        try:
+            send_many(commands, now_s)
+            return []
+        except (ValueError, ConnectionError):
+            pass  # a batch is all or nothing: one by one, to find the refused ones
+    refused = []
+    for c in commands:
+        try:
+            link.send(c, now_s)
+        except (ValueError, ConnectionError) as exc:
+            refused.append((c, str(exc)))
+    return refused
 
 
 def _summary(plan: dict[str, Any]) -> dict[str, Any]:

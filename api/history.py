@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from twin.fleet import BATTERY, PV, Fleet
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +122,152 @@ class TelemetryHistory:
             times = t[i0:i1].copy()
         if every_s is None or len(times) == 0:
             return times, values
-        bucket = np.floor((times - start_s) / every_s).astype(np.int64)
-        keys, inverse = np.unique(bucket, return_inverse=True)
+        out_t, (means,) = bucket_means(times, [values], start_s, every_s)
+        return out_t, means
+
+    def count(self, start_s: float, end_s: float) -> int:
+        """Number of snapshots in ``[start_s, end_s)`` [s]."""
+        t = self._t
+        return int(np.searchsorted(t, end_s, "left") - np.searchsorted(t, start_s, "left"))
+
+    def read_block(self, start_s: float, end_s: float, columns: slice | np.ndarray,
+                   metric: str = "p_kw", max_rows: int = _CHUNK_T
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Snapshots in ``[start_s, end_s)`` of the given device columns, block by block.
+
+        Yields ``(t_s [s], values)`` with values of shape ``(rows, columns)``, at most
+        ``max_rows`` snapshots at a time (memory stays bounded for any range).
+        """
+        with self._lock:
+            t = self._t
+            i0, i1 = np.searchsorted(t, start_s, "left"), np.searchsorted(t, end_s, "left")
+        arr = self.group[metric]
+        for a in range(int(i0), int(i1), max_rows):
+            b = min(int(i1), a + max_rows)
+            if isinstance(columns, slice):
+                block = arr[a:b, columns]
+            else:
+                block = arr.get_orthogonal_selection((slice(a, b), columns))
+            yield t[a:b], np.asarray(block, dtype=np.float64)
+
+
+FLOWS: tuple[str, ...] = ("generation_kw", "consumption_kw", "battery_kw", "grid_kw")
+MAX_POINTS = 20_000
+
+
+def bucket_means(times: np.ndarray, series: list[np.ndarray], start_s: float, every_s: float
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Average series over buckets of ``every_s`` [s] counted from ``start_s`` [s].
+
+    NaN values are left out of a bucket's mean (a bucket of only NaN gives NaN);
+    empty buckets are left out. Returns the bucket starts [s] and the means.
+    """
+    if len(times) == 0:
+        return np.asarray(times, dtype=np.float64), [np.asarray(s, dtype=np.float64)
+                                                      for s in series]
+    bucket = np.floor((np.asarray(times) - start_s) / every_s).astype(np.int64)
+    keys, inverse = np.unique(bucket, return_inverse=True)
+    out = []
+    for values in series:
         ok = ~np.isnan(values)
         sums = np.bincount(inverse, weights=np.where(ok, values, 0.0), minlength=len(keys))
         counts = np.bincount(inverse, weights=ok.astype(float), minlength=len(keys))
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        return start_s + keys * every_s, means
+            out.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+    return start_s + keys * every_s, out
+
+
+def check_range(start_s: float, end_s: float, every_s: float | None) -> None:
+    """Refuse a query range that is not finite, not ordered, or has too many buckets."""
+    for name, v in (("start", start_s), ("end", end_s), ("every", every_s)):
+        if v is not None and not np.isfinite(v):
+            raise HistoryError(f"{name} must be a finite number of seconds, got {v}")
+    if not end_s > start_s:
+        raise HistoryError(f"end ({end_s}) must be after start ({start_s})")
+    if every_s is not None:
+        if not every_s > 0:
+            raise HistoryError(f"every must be positive, got {every_s}")
+        if (end_s - start_s) / every_s > MAX_POINTS:
+            raise HistoryError(f"{(end_s - start_s) / every_s:.0f} buckets of every={every_s} s "
+                               f"in [start, end); at most {MAX_POINTS}: choose a larger every")
+
+
+def power_flows(history: TelemetryHistory, fleet: Fleet, start_s: float, end_s: float,
+                every_s: float | None = None, site_id: str | None = None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Generation, consumption, battery and grid power of the fleet or one site.
+
+    Per snapshot, from the devices' ``p_kw`` history (a device without a value
+    counts as 0; a snapshot where no device of the selection has a value gives
+    NaN): generation is the output of PV and discharging batteries, consumption
+    is the power drawn by any device (a positive number), battery is the net
+    battery power (discharge positive), grid is the sum of all device powers
+    (the grid exchange, export positive). The same definitions as the
+    dashboard's live fleet chart and the ``live_generation_mw`` KPI.
+
+    Parameters
+    ----------
+    history : TelemetryHistory
+        The telemetry history (its columns are the fleet's device rows).
+    fleet : Fleet
+        The fleet (device types and sites).
+    start_s, end_s : float
+        Range ``[start_s, end_s)`` [Unix s].
+    every_s : float, optional
+        Bucket length [s]: the flows are averaged over each bucket (times are the
+        bucket starts; empty buckets are left out). None: one value per snapshot.
+    site_id : str, optional
+        One site's devices only; None: the whole fleet.
+
+    Returns
+    -------
+    t_s : ndarray
+        Snapshot or bucket times [Unix s].
+    flows : dict of str to ndarray
+        ``generation_kw``, ``consumption_kw``, ``battery_kw``, ``grid_kw`` [kW].
+
+    Raises
+    ------
+    HistoryError
+        For a bad range or an unknown site.
+    """
+    check_range(start_s, end_s, every_s)
+    if len(fleet.device_id) != len(history.device_ids):
+        raise HistoryError("the history is for another fleet")
+    if site_id is None:
+        columns: slice | np.ndarray = slice(None)
+        types = np.asarray(fleet.device_type)
+    else:
+        srow = fleet.site_row.get(site_id)
+        if srow is None:
+            raise HistoryError(f"no history for site {site_id!r}: no such site")
+        rows = np.flatnonzero(fleet.device_site == srow)
+        types = np.asarray(fleet.device_type)[rows]
+        contiguous = len(rows) > 0 and rows[-1] - rows[0] + 1 == len(rows)
+        columns = slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows
+    n = history.count(start_s, end_s)
+    if every_s is None and n > MAX_POINTS:
+        raise HistoryError(f"{n} snapshots in [start, end); at most {MAX_POINTS} "
+                           "without every: give every (a bucket length [s])")
+    gen_mask = (types == PV) | (types == BATTERY)
+    bat_mask = types == BATTERY
+    times, parts = [], []
+    if site_id is None or len(types):
+        for t, p in history.read_block(start_s, end_s, columns):
+            seen = ~np.isnan(p)
+            p0 = np.where(seen, p, 0.0)
+            flows = np.stack([
+                p0[:, gen_mask].clip(min=0).sum(axis=1),
+                -p0.clip(max=0).sum(axis=1) + 0.0,
+                p0[:, bat_mask].sum(axis=1),
+                p0.sum(axis=1),
+            ])
+            flows[:, ~seen.any(axis=1)] = np.nan
+            times.append(t)
+            parts.append(flows)
+    t_all = np.concatenate(times) if times else np.zeros(0)
+    f_all = np.concatenate(parts, axis=1) if parts else np.zeros((len(FLOWS), 0))
+    series = list(f_all)
+    if every_s is not None:
+        t_all, series = bucket_means(t_all, series, start_s, every_s)
+    return t_all, dict(zip(FLOWS, series, strict=True))

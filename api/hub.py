@@ -2,22 +2,30 @@
 
 Each connected client has a bounded :class:`asyncio.Queue` of serialized
 messages and its own sender task, so a slow client never delays the others.
+A message is serialized once (orjson) and the same text is queued for every
+subscriber; subscribers are indexed per channel, so a message nobody
+follows costs nothing. Other threads hand messages over with
+:meth:`Hub.publish_threadsafe`, which batches them into one wake-up of the
+loop.
 When a client's queue is full, a ``telemetry`` or ``kpis`` message for it is
 dropped (the client is throttled: the next one carries fresh values); a
 client that drops ``max_drops`` messages in a row, or would miss a
 ``plans``/``commands``/``alerts`` event, is disconnected. All methods run
-on the event loop; other threads use :meth:`Hub.call_soon`.
+on the event loop; other threads use :meth:`Hub.call_soon` or
+:meth:`Hub.publish_threadsafe`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,9 @@ class Hub:
         self._tel_all: set[WsClient] = set()
         self._tel_site: dict[str, set[WsClient]] = {}
         self._tel_device: dict[str, set[WsClient]] = {}
+        self._subs: dict[str, set[WsClient]] = {ch: set() for ch in CHANNELS}
+        self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self._outbox_lock = threading.Lock()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Remember the event loop that owns the hub (for :meth:`call_soon`)."""
@@ -78,6 +89,28 @@ class Hub:
         """Run ``fn(*args)`` on the hub's loop; safe from any thread."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(fn, *args)
+
+    def publish_threadsafe(self, channel: str, message: dict[str, Any]) -> None:
+        """:meth:`publish` from any thread; messages that pile up before the loop
+        runs go out together, in order, in one wake-up of the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with self._outbox_lock:
+            first = not self._outbox
+            self._outbox.append((channel, message))
+        if first:
+            try:
+                loop.call_soon_threadsafe(self._drain_outbox)
+            except RuntimeError:  # the loop closed meanwhile
+                with self._outbox_lock:
+                    self._outbox.clear()
+
+    def _drain_outbox(self) -> None:
+        with self._outbox_lock:
+            out, self._outbox = self._outbox, []
+        for channel, message in out:
+            self.publish(channel, message)
 
     # -- clients -----------------------------------------------------------------
     def connect(self, user: str, role: str) -> WsClient:
@@ -92,6 +125,8 @@ class Hub:
         client.closing = True
 
     def _unindex(self, client: WsClient) -> None:
+        for subs in self._subs.values():
+            subs.discard(client)
         self._tel_all.discard(client)
         for key, index in ((client.sites, self._tel_site), (client.devices, self._tel_device)):
             for k in key or ():
@@ -103,7 +138,11 @@ class Hub:
 
     def _index(self, client: WsClient) -> None:
         self._unindex(client)
-        if "telemetry" not in client.channels or client.closing:
+        if client.closing:
+            return
+        for ch in client.channels:
+            self._subs[ch].add(client)
+        if "telemetry" not in client.channels:
             return
         if client.sites is None and client.devices is None:
             self._tel_all.add(client)
@@ -158,11 +197,14 @@ class Hub:
 
     def publish(self, channel: str, message: dict[str, Any]) -> int:
         """Send ``message`` (a dict, ``type`` set to ``channel``) to every subscriber."""
-        text = json.dumps({"type": channel, **message}, default=_json_default)
+        subs = self._subs.get(channel)
+        if not subs:
+            return 0
+        text = dumps({"type": channel, **message})
+        lossy = channel in LOSSY
         n = 0
-        for c in list(self.clients.values()):
-            if channel in c.channels:
-                n += self.send(c, text, channel in LOSSY)
+        for c in list(subs):  # a client given up on leaves the set meanwhile
+            n += self.send(c, text, lossy)
         return n
 
     def publish_telemetry(self, t_s: float, samples: list[dict[str, Any]]) -> int:
@@ -176,7 +218,7 @@ class Hub:
             return 0
         n = 0
         if self._tel_all:
-            text = json.dumps({"type": "telemetry", "t_s": t_s, "samples": samples})
+            text = dumps({"type": "telemetry", "t_s": t_s, "samples": samples})
             for c in list(self._tel_all):
                 n += self.send(c, text, True)
         if not (self._tel_site or self._tel_device):
@@ -193,7 +235,7 @@ class Hub:
             for c in list(subs):  # a client given up on leaves the index meanwhile
                 if c.devices is None and len(c.sites or ()) == 1:
                     if shared is None:
-                        shared = json.dumps({"type": "telemetry", "t_s": t_s, "samples": group})
+                        shared = dumps({"type": "telemetry", "t_s": t_s, "samples": group})
                     n += self.send(c, shared, True)
                 else:
                     custom.setdefault(c, []).extend(group)
@@ -203,9 +245,15 @@ class Hub:
                     if c.sites is None or smp["site_id"] not in c.sites:
                         custom.setdefault(c, []).append(smp)
         for c, chosen in custom.items():
-            n += self.send(c, json.dumps({"type": "telemetry", "t_s": t_s,
+            n += self.send(c, dumps({"type": "telemetry", "t_s": t_s,
                                           "samples": chosen}), True)
         return n
+
+
+def dumps(message: dict[str, Any]) -> str:
+    """One message as JSON text (numpy arrays and scalars as lists and numbers)."""
+    return orjson.dumps(message, default=_json_default,
+                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _json_default(value: Any) -> Any:

@@ -12,6 +12,7 @@ threads. Wall-clock time enters here only, through ``clock``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -27,6 +28,7 @@ from adapters.registry import commands as cmd_repo
 from adapters.registry import plans as plan_repo
 from adapters.registry.command_store import SqlCommandStore
 from api.accounts import Accounts
+from api.device_view import DeviceView
 from api.dispatch import Dispatcher
 from api.history import TelemetryHistory
 from api.hub import Hub, WsClient
@@ -77,6 +79,9 @@ class LiveService:
                                  settings.refresh_token_ttl_s, settings.login_attempts_per_minute)
         self.telemetry = Telemetry(fleet, expected_interval_s=settings.telemetry_interval_s)
         self.history = TelemetryHistory(settings.history_dir(), fleet.device_id.tolist())
+        from api.planning import HistoryWindow
+
+        self.history_window = HistoryWindow()
         self.ledger = KpiLedger(settings.data_dir / "kpis.json", settings.co2_kg_per_mwh,
                                 settings.price_eur_per_mwh)
         self.store = SqlCommandStore(registry, on_change=self._on_command_change)
@@ -85,12 +90,18 @@ class LiveService:
                                      valid_for_s=settings.setpoint_valid_s)
         self.dispatcher.on_sent = self.metrics.commands_sent.inc
         self.scenarios = ScenarioJobs(registry, settings.data_dir / "scenarios", clock)
+        self.devices = DeviceView(registry)
+        self._kpis: dict[str, Any] | None = None  # the newest figures, for GET /kpis
+        self._kpis_mono_s = 0.0
+        self._first_ingest_mono_s: float | None = None
         self.ingest: Any = None
         self.publisher: Any = None
         self.last_plan_s: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._plan_lock = asyncio.Lock()
         self._site_of_row = fleet.site_id[fleet.device_site]
+        self._id_list: list[str] = fleet.device_id.tolist()
+        self._site_list: list[str] = self._site_of_row.tolist()
         self._p_col = self.telemetry.metric_column("p_kw")
         self._soc_col = self.telemetry.metric_column("soc")
         from api.alerting.live import LiveAlerts  # issue 7: alerts
@@ -100,7 +111,7 @@ class LiveService:
     # -- messaging -------------------------------------------------------------------
     def notify(self, channel: str, message: dict[str, Any]) -> None:
         """Announce an event on a WebSocket channel (safe from any thread)."""
-        self.hub.call_soon(self.hub.publish, channel, message)
+        self.hub.publish_threadsafe(channel, message)
 
     def _on_command_change(self, rec: dict[str, Any]) -> None:
         self.notify("commands", {"event": rec["status"], "command": rec})
@@ -109,6 +120,8 @@ class LiveService:
     def _on_batch(self, batch: Any) -> None:
         """Ingest listener (worker thread): count, and push telemetry to the hub."""
         self.metrics.ingest_messages.inc(batch.messages)
+        if self._first_ingest_mono_s is None and batch.n_values:
+            self._first_ingest_mono_s = time.monotonic()
         for reason, n in batch.rejects.items():
             self.metrics.rejected_messages.labels(reason).inc(n)
         if batch.n_values == 0 or not self.hub.clients:
@@ -117,31 +130,29 @@ class LiveService:
         rows, cols = batch.rows[keep], batch.cols[keep]
         vals, ts = batch.values[keep], batch.ts_s[keep]
         samples: dict[int, dict[str, Any]] = {}
-        ids = self.fleet.device_id
+        ids, sites = self._id_list, self._site_list  # Python lists: no numpy scalar per value
+        p_col = self._p_col
         for r, c, v, t in zip(rows.tolist(), cols.tolist(), vals.tolist(), ts.tolist(),
                               strict=True):
             s = samples.get(r)
             if s is None:
-                s = samples[r] = {"id": ids[r], "site_id": self._site_of_row[r], "t_s": t}
-            s["p_kw" if c == self._p_col else "soc"] = v
-            s["t_s"] = max(s["t_s"], t)
+                s = samples[r] = {"id": ids[r], "site_id": sites[r], "t_s": t}
+            elif t > s["t_s"]:
+                s["t_s"] = t
+            s["p_kw" if c == p_col else "soc"] = v
         self.hub.call_soon(self.hub.publish_telemetry, self.clock(), list(samples.values()))
 
     def _on_status(self, event: Any) -> None:
-        """Ingest listener: a site gateway going offline raises an alert."""
-        if event.kind != "gateway":
-            return
-        for row, online in zip(event.rows.tolist(), event.values.tolist(), strict=True):
-            if not online:
-                site = str(self.fleet.site_id[row])
-                self.raise_alert("warning", "gateway_offline",
-                                 f"the gateway of site {site} went offline", site_id=site)
+        """Ingest listener: a gateway's Will (offline) opens its site's alert, its retained
+        online clears it (through the alert manager)."""
+        if event.kind == "gateway":
+            self.alerts.on_gateway(event.rows, event.values)
 
     # -- life cycle ------------------------------------------------------------------
     def connect_broker(self, url: str | None = None, wait_s: float = 10.0) -> None:
         """Start the telemetry ingest and the command publisher on the broker."""
+        from adapters.mqtt.commands import CommandPublisher
         from adapters.mqtt.ingest import TelemetryIngest
-        from api.publisher import LivePublisher
 
         url = url or self.settings.mqtt_url
         ingest = TelemetryIngest(self.fleet, self.telemetry, client_id="ecogrid-service-ingest",
@@ -150,8 +161,8 @@ class LiveService:
         ingest.add_listener("status", self._on_status)
         ingest.start(url, wait_s=wait_s)
         self.ingest = ingest
-        pub = LivePublisher(self.fleet, self.store, client_id="ecogrid-service-commands",
-                            clock=self.clock)
+        pub = CommandPublisher(self.fleet, self.store, client_id="ecogrid-service-commands",
+                               clock=self.clock)
         pub.start(url, wait_s=wait_s)
         self.publisher = pub
         self.dispatcher.link = PublisherLink(pub, self.store)
@@ -159,6 +170,7 @@ class LiveService:
     async def start(self) -> None:
         """Start the background loops on the running event loop."""
         self.hub.bind(asyncio.get_running_loop())
+        asyncio.get_running_loop().run_in_executor(None, self._preload_devices)
         loops = [(self._dispatch_loop, "dispatch"), (self._history_loop, "history"),
                  (self._kpi_loop, "kpis")]
         loops.append((self.alerts.run, "alerts"))
@@ -171,6 +183,12 @@ class LiveService:
             loops.append((self._plan_loop, "optimizer"))
         for fn, name in loops:
             self._tasks.append(asyncio.create_task(fn(), name=f"ecogrid-{name}"))
+
+    def _preload_devices(self) -> None:
+        try:
+            self.devices.load()
+        except Exception:
+            log.exception("loading the device view failed; GET /devices loads it")
 
     async def close(self) -> None:
         for t in self._tasks:
@@ -206,14 +224,18 @@ class LiveService:
     async def _history_loop(self) -> None:
         await self._every(self.settings.history_flush_s, self.snapshot, "history snapshot")
 
-    async def _kpi_loop(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
+    async def _kpi_loop(self, refresh_s: float = 1.0, push_every: int = 5) -> None:
+        """Recompute the KPIs every ``refresh_s`` (off the event loop) for ``GET /kpis``;
+        push them over the WebSocket and update the gauges every ``push_every`` rounds."""
+        for i in itertools.count(1):
+            await asyncio.sleep(refresh_s)
             try:
-                self.hub.publish("kpis", {"kpis": self.kpis()})
-                self._update_gauges()
+                kpis = await asyncio.to_thread(self.refresh_kpis)
+                if i % push_every == 0:
+                    self.hub.publish("kpis", {"kpis": kpis})
+                    await asyncio.to_thread(self._update_gauges)
             except Exception:
-                log.exception("KPI push failed; continuing")
+                log.exception("KPI refresh failed; continuing")
 
     async def _plan_loop(self) -> None:
         # The first plan soon after the start (once telemetry has arrived), then on the cadence.
@@ -251,9 +273,12 @@ class LiveService:
                **kwargs: Any) -> Any:
         """Run one registry change ``fn(session, ...)`` and record it in the audit log."""
         now = self.clock()
-        with self.registry.session() as s:
-            out = fn(s, *args, **kwargs)
-            audit_repo.record(s, now, user, action, target)
+        try:
+            with self.registry.session() as s:
+                out = fn(s, *args, **kwargs)
+                audit_repo.record(s, now, user, action, target)
+        finally:
+            self.devices.invalidate()
         return out
 
     def _generation_mw(self, p_kw: np.ndarray) -> float:
@@ -272,6 +297,24 @@ class LiveService:
                 "installed_capacity_mw": round(self.fleet.installed_capacity_kw() / 1000.0, 3),
                 "live_generation_mw": round(self._generation_mw(p), 4),
                 "live_consumption_mw": round(use, 4), **self.ledger.figures()}
+
+    def refresh_kpis(self) -> dict[str, Any]:
+        """Compute the KPIs now and keep them for :meth:`cached_kpis`."""
+        t = time.monotonic()
+        kpis = self.kpis()
+        self._kpis, self._kpis_mono_s = kpis, t
+        return kpis
+
+    def cached_kpis(self, max_age_s: float = 1.5) -> dict[str, Any] | None:
+        """The KPIs of the last refresh, or None when they are older than ``max_age_s`` [s]
+        or from before the first telemetry arrived."""
+        kpis, t = self._kpis, self._kpis_mono_s
+        if kpis is None or time.monotonic() - t > max_age_s:
+            return None
+        first = self._first_ingest_mono_s
+        if first is not None and t < first:
+            return None
+        return kpis
 
     def health(self) -> dict[str, Any]:
         broker = self.ingest is not None and self.ingest.connected.is_set()
@@ -310,6 +353,8 @@ class LiveService:
         start = np.floor(now / step) * step
         n_steps = max(1, round(self.settings.plan_horizon_s / step))
         snap = {"p_kw": self.telemetry.column("p_kw")[0], "soc": self.telemetry.column("soc")[0]}
+        self.history_window.update(self.history, now)  # issue 7: forecasts from telemetry
+        snap.update(self.history_window.series())
         t0 = time.perf_counter()
         result = self.planner.plan(self.fleet, snap, float(start), step, n_steps)
         wall = time.perf_counter() - t0
@@ -431,6 +476,14 @@ class PublisherLink(CommandLink):
     def prepare(self, commands: list[dict[str, Any]]) -> None:
         """Reserve the devices' next versions in one transaction before a burst of sends."""
         self.store.reserve([c["device_id"] for c in commands])
+
+    def send_many(self, commands: list[dict[str, Any]], now_s: float) -> None:
+        """Publish many registry commands in one go (nothing goes out when one is refused)."""
+        for c in commands:
+            self.store.adopt(c["device_id"], c["id"])
+        self.publisher.send_many([(c["device_id"], c["value"],
+                                   max(c["valid_until_s"], now_s + 1.0)) for c in commands],
+                                 now_s=now_s)
 
     def send(self, command: dict[str, Any], now_s: float) -> None:
         self.store.adopt(command["device_id"], command["id"])

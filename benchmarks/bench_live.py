@@ -52,7 +52,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 # -- the WebSocket client process --------------------------------------------------------
 async def _ws_clients(url: str, token: str, sites: list[str], n: int, seconds: float,
-                      out: str) -> None:
+                      out: str, compression: str = "deflate") -> None:
     from websockets.asyncio.client import connect
 
     lat_ms: list[float] = []
@@ -64,7 +64,8 @@ async def _ws_clients(url: str, token: str, sites: list[str], n: int, seconds: f
     async def one(i: int) -> None:
         try:
             async with connect(f"{url}?token={token}", max_size=None, open_timeout=60,
-                               ping_interval=None) as ws:
+                               ping_interval=None,
+                               compression=None if compression == "none" else "deflate") as ws:
                 await ws.recv()
                 await ws.send(json.dumps({"type": "subscribe", "channels": ["telemetry"],
                                           "sites": [sites[i % len(sites)]]}))
@@ -94,8 +95,9 @@ async def _ws_clients(url: str, token: str, sites: list[str], n: int, seconds: f
 
 
 def ws_worker(argv: list[str]) -> None:
-    url, token, sites, n, seconds, out = argv
-    asyncio.run(_ws_clients(url, token, sites.split(","), int(n), float(seconds), out))
+    url, token, sites, n, seconds, out, compression = argv
+    asyncio.run(_ws_clients(url, token, sites.split(","), int(n), float(seconds), out,
+                            compression))
 
 
 # -- REST load -----------------------------------------------------------------------
@@ -194,9 +196,14 @@ def _wait_http(base: str, proc: subprocess.Popen, log: Path, timeout_s: float) -
     raise RuntimeError("the service did not ingest telemetry in time")
 
 
-def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
-        ) -> dict[str, Any]:
-    """Run the live benchmark once; returns the figures (see the module docstring)."""
+def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8,
+        ws_compression: str = "deflate", py_spy_out: str | None = None) -> dict[str, Any]:
+    """Run the live benchmark once; returns the figures (see the module docstring).
+
+    ``ws_compression`` is what the WebSocket clients offer (``deflate`` like a
+    browser, or ``none``); ``py_spy_out`` records a py-spy profile (raw
+    flamegraph lines) of ``ecogrid serve`` over the measured period there.
+    """
     import httpx
 
     from adapters.broker import Broker, free_port
@@ -233,7 +240,7 @@ def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
         procs.append(subprocess.Popen(
             [sys.executable, str(Path(__file__)), "--ws-worker",
              f"ws://127.0.0.1:{port}/api/v1/ws", token, ",".join(sites), str(ws_clients),
-             str(ws_seconds), str(ws_out)], cwd=ROOT, env=env))
+             str(ws_seconds), str(ws_out), ws_compression], cwd=ROOT, env=env))
         time.sleep(min(10.0, 2.0 + ws_clients / 200))  # let the clients connect
         result: dict[str, Any] = {}
         done = threading.Event()
@@ -247,10 +254,18 @@ def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
             done.set()
 
         threading.Thread(target=approve_later, daemon=True).start()
+        if py_spy_out:
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "-p",
+                 str(procs[0].pid), "-d", str(int(seconds)), "-r", "50", "-f", "raw",
+                 "--nonblocking", "-o", py_spy_out], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
         lat = asyncio.run(_rest_load(base, headers, sites, seconds, rest_concurrency))
         if not done.wait(180):
             result["approve_error"] = "no result within 180 s"
         procs[2].wait(ws_seconds + 120)
+        if py_spy_out:
+            procs[-1].wait(60)
         ws = json.loads(ws_out.read_text()) if ws_out.exists() else {
             "latency_ms": [], "messages": [], "closed": ws_clients, "connected": 0}
         metrics = httpx.get(f"{base}/metrics", timeout=30).text
@@ -267,7 +282,8 @@ def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
             "ws_messages": int(sum(ws["messages"])),
             "ws_clients": ws_clients - ws["closed"], "ws_clients_connected": ws["connected"],
             "lost": int(ws["closed"] + dropped), "ws_dropped_messages": int(dropped),
-            "ws_slow_clients_dropped": int(kicked), **result,
+            "ws_slow_clients_dropped": int(kicked), "ws_compression": ws_compression,
+            **result,
             "note": "emulator, broker, service and clients share this machine"}
     finally:
         for p in reversed(procs):
@@ -294,8 +310,13 @@ def main(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--ws-clients", type=int, default=1000, help="WebSocket clients")
     p.add_argument("--seconds", type=float, default=30.0, help="measured duration [s]")
     p.add_argument("--rest-concurrency", type=int, default=8, help="parallel REST loops")
+    p.add_argument("--ws-compression", choices=("deflate", "none"), default="deflate",
+                   help="permessage-deflate offered by the WebSocket clients (browsers do)")
+    p.add_argument("--py-spy", metavar="PATH", default=None,
+                   help="record a py-spy profile of the service (raw flamegraph) to PATH")
     args = p.parse_args(argv)
-    return run(args.devices, args.ws_clients, args.seconds, args.rest_concurrency)
+    return run(args.devices, args.ws_clients, args.seconds, args.rest_concurrency,
+               args.ws_compression, args.py_spy)
 
 
 if __name__ == "__main__":

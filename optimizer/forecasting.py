@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from optimizer.types import Forecast
+    from optimizer.types import EvSessions, Forecast
     from twin.fleet import Fleet
 
 DAY_S = 86400.0
@@ -333,9 +333,130 @@ def site_series(fleet: Fleet, p_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return pv, load
 
 
+def charging_sessions(t_s: np.ndarray, p_kw: np.ndarray, bucket_s: float,
+                      min_kw: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray]:
+    """Charging sessions seen in EV charger powers: runs of buckets drawing power.
+
+    Parameters
+    ----------
+    t_s : (n_times,) array
+        Bucket start times [Unix s], increasing, ``bucket_s`` apart where contiguous.
+    p_kw : (n_times, n) array
+        Mean charger power per bucket [kW] (negative: drawing; NaN: none).
+    bucket_s : float
+        Bucket length [s].
+    min_kw : float
+        A bucket drawing more than this counts as charging [kW].
+
+    Returns
+    -------
+    charger, arrival_s, departure_s, energy_kwh : (n_sessions,) arrays
+        Column of the charger, start and end of the run [Unix s], energy drawn [kWh].
+    """
+    t = np.asarray(t_s, dtype=np.float64)
+    draw = np.nan_to_num(-np.asarray(p_kw, dtype=np.float64))
+    if draw.ndim == 1:
+        draw = draw[:, None]
+    on = draw > min_kw
+    gap = np.r_[True, np.diff(t) > bucket_s * 1.5][:, None]    # a hole in the history
+    prev = np.vstack([np.zeros((1, on.shape[1]), dtype=bool), on[:-1]])
+    nxt_gap = np.r_[np.diff(t) > bucket_s * 1.5, True][:, None]
+    nxt = np.vstack([on[1:], np.zeros((1, on.shape[1]), dtype=bool)])
+    starts = on & (gap | ~prev)
+    ends = on & (nxt_gap | ~nxt)
+    # column by column, in time order: the k-th start pairs with the k-th end
+    sc, si = np.nonzero(starts.T)
+    _, ei = np.nonzero(ends.T)
+    cum = np.cumsum(np.where(on, draw, 0.0), axis=0)
+    energy = (cum[ei, sc] - cum[si, sc] + draw[si, sc]) * bucket_s / 3600.0
+    return sc.astype(np.int64), t[si], t[ei] + bucket_s, energy
+
+
+def ev_sessions_forecast(fleet: Fleet, t0_s: float, dt_s: float, n_steps: int,
+                         hist_t_s: np.ndarray, hist_ev_kw: np.ndarray, bucket_s: float = 900.0
+                         ) -> EvSessions:
+    """EV sessions over the horizon from the chargers' recent sessions.
+
+    Sessions charging in the last bucket continue from ``t0_s`` until their
+    start plus the mean stay, asking for the mean energy less what they took
+    (at least 1 kWh). The means (stay, energy) come from complete sessions; a
+    run already going at the window's start does not count as an arrival.
+    New arrivals follow the arrival rate per day type and hour of the recent
+    sessions (:func:`ev_arrival_stats`, pooled over the chargers and divided
+    among them): a charger gets a session each time its expected arrivals
+    since ``t0_s`` (phase-shifted per charger so the fleet's total matches)
+    pass a whole number, staying the mean stay and asking for the mean energy
+    (at most 90 % of what the charger can give in that time).
+
+    Parameters
+    ----------
+    fleet : Fleet
+    t0_s, dt_s : float
+        First step [Unix s] and step [s].
+    n_steps : int
+        Steps of the horizon.
+    hist_t_s : (n_times,) array
+        Bucket start times of the history [Unix s].
+    hist_ev_kw : (n_times, n_chargers) array
+        Mean power of each EV charger (``fleet.rows_of_type("ev_charger")`` order) [kW].
+    bucket_s : float
+        Bucket length [s].
+    """
+    from optimizer.types import EvSessions
+
+    rows = fleet.rows_of_type("ev_charger")
+    t = np.asarray(hist_t_s, dtype=np.float64)
+    ch, arr, dep, e = charging_sessions(t, hist_ev_kw, bucket_s)
+    empty = EvSessions(charger_row=np.zeros(0, dtype=np.int64), arrival_s=np.zeros(0),
+                       departure_s=np.zeros(0), need_kwh=np.zeros(0))
+    if len(rows) == 0 or len(t) == 0 or len(arr) == 0:
+        return empty
+    end = float(t[-1] + bucket_s)
+    # a run at the window's start has no observed arrival; one still running has no
+    # observed end: the means come from complete sessions (all, when none is complete)
+    seen = arr > t[0]
+    done = seen & (dep < end)
+    done = done if done.any() else np.ones_like(done)
+    stats = ev_arrival_stats(arr[seen], e[seen], float(t[0]), end)
+    stats = EvArrivalStats(stats.rate_per_h, float(np.mean(e[done])), stats.days)
+    stay_s = float(np.mean(dep[done] - arr[done]))
+    rate_kw = fleet.ev_max_kw[rows]
+    out_row: list[int] = []
+    out_arr: list[float] = []
+    out_dep: list[float] = []
+    out_need: list[float] = []
+    # sessions running now
+    for j, a, d, took in zip(ch.tolist(), arr.tolist(), dep.tolist(), e.tolist(), strict=True):
+        if d >= end:
+            out_row.append(int(rows[j]))
+            out_arr.append(t0_s)
+            out_dep.append(max(a + stay_s, t0_s + dt_s))
+            out_need.append(max(stats.energy_kwh_mean - took, 1.0))
+    # expected new arrivals, per charger
+    times = t0_s + dt_s * np.arange(n_steps)
+    expected, _ = ev_forecast(stats, times, dt_s)
+    cum = np.cumsum(expected / len(rows))
+    for i, r in enumerate(rows.tolist()):
+        phase = (i + 0.5) / len(rows)
+        count = np.floor(cum + phase) - np.floor(phase)
+        for k in np.flatnonzero(np.diff(np.r_[0.0, count]) > 0).tolist():
+            a = float(times[k])
+            out_row.append(int(r))
+            out_arr.append(a)
+            out_dep.append(a + stay_s)
+            out_need.append(float(min(stats.energy_kwh_mean,
+                                      0.9 * rate_kw[i] * stay_s / 3600.0)))
+    if not out_row:
+        return empty
+    return EvSessions(charger_row=np.array(out_row, dtype=np.int64),
+                      arrival_s=np.array(out_arr), departure_s=np.array(out_dep),
+                      need_kwh=np.array(out_need))
+
+
 def live_forecast(fleet: Fleet, base: Forecast, t0_s: float, dt_s: float,
-                  hist_t_s: np.ndarray, hist_p_kw: np.ndarray, min_history_s: float = 86400.0
-                  ) -> Forecast:
+                  hist_t_s: np.ndarray, hist_p_kw: np.ndarray, min_history_s: float = 86400.0,
+                  ev_sessions: bool = False) -> Forecast:
     """A planner forecast corrected by the telemetry history (PV and load).
 
     ``base`` holds clear-sky PV (``pv_kw`` and ``pv_device_kw``, as
@@ -357,6 +478,11 @@ def live_forecast(fleet: Fleet, base: Forecast, t0_s: float, dt_s: float,
         History snapshot times [Unix s], increasing, before ``t0_s``.
     hist_p_kw : (n_times, n_devices) array
         Device powers of the snapshots [kW].
+    min_history_s : float
+        History needed before ``t0_s`` for any correction [s].
+    ev_sessions : bool
+        Also replace ``base.ev_sessions`` by :func:`ev_sessions_forecast`; the
+        load is then the load devices only (the EV draw is in the sessions).
     """
     from dataclasses import replace
 
@@ -396,6 +522,20 @@ def live_forecast(fleet: Fleet, base: Forecast, t0_s: float, dt_s: float,
     if base.pv_device_kw is not None:
         pv_dev = base.pv_device_kw * scale[:, fleet.device_site]
     month = tm >= t0_s - 28 * DAY_S
+    sessions = base.ev_sessions
+    if ev_sessions:
+        from twin.fleet import LOAD
+
+        only_load = np.where(fleet.device_type == LOAD, np.nan_to_num(p), 0.0)
+        _, load_s = site_series(fleet, only_load)
+        load_m = np.zeros((len(keys), fleet.n_sites))
+        np.add.at(load_m, inv, load_s)
+        load_m /= cnt
+        ev_rows = fleet.rows_of_type("ev_charger")
+        ev_m = np.zeros((len(keys), len(ev_rows)))
+        np.add.at(ev_m, inv, np.nan_to_num(p[:, ev_rows]))
+        ev_m /= cnt
+        sessions = ev_sessions_forecast(fleet, t0_s, dt_s, n_steps, tm[month], ev_m[month])
     profile = load_profile(tm[month], load_m[month], 900.0)
     load = load_forecast(profile, tm[-1], times, load_m[-1])
-    return replace(base, pv_kw=pv, load_kw=load, pv_device_kw=pv_dev)
+    return replace(base, pv_kw=pv, load_kw=load, pv_device_kw=pv_dev, ev_sessions=sessions)

@@ -13,7 +13,16 @@ rejected | expired`` from the device's acknowledgements on
   until ``valid_until``; a newer command for the same device supersedes
   (expires) the older one, so a retry never overwrites a newer setpoint;
 * duplicate, late, unknown and malformed acknowledgements are ignored and
-  counted.
+  counted;
+* :meth:`CommandPublisher.send_many` publishes a whole plan step in one go
+  (validated first, one store write per record, one pass over paho).
+
+Locking: paho calls ``on_publish`` and ``on_message`` while it holds its own
+mutexes, and those callbacks take the publisher's lock. So the publisher
+never calls paho while it holds that lock: records change under the lock,
+then the messages go out under a separate send lock (which keeps versions
+and publishes in order and which no paho callback takes). A PUBACK that
+arrives before its message id was recorded is remembered and applied then.
 
 Typical use (the live service)::
 
@@ -22,6 +31,7 @@ Typical use (the live service)::
     pub.start("mqtt://broker:1883")
     pub.send("S0001-BAT01", 250.0, valid_for_s=900)
     pub.send_setpoints(setpoint_array, valid_for_s=900)   # twin setpoint array, NaN skipped
+    pub.send_many([("S0001-BAT01", 250.0, t_end), ("S0001-PV01", 80.0, t_end)])
     pub.history("S0001-BAT01")
     pub.stop()
 """
@@ -34,7 +44,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -108,12 +118,18 @@ class CommandPublisher:
         self.persistent = persistent
         self.ca_file = ca_file
         self.ignored_acks: Counter[str] = Counter()
+        # _lock guards the records below; paho is never called while it is held.
         self._lock = threading.RLock()
-        self._open: dict[str, CommandRecord] = {c.command_id: c for c in self.store.open_commands()}
+        # _send_lock orders version reservation and publishing; no paho callback takes it.
+        self._send_lock = threading.Lock()
+        self._open: dict[str, CommandRecord] = {}
+        self._by_device: dict[str, dict[str, None]] = {}  # device -> its open command ids
         self._latest: dict[str, int] = {}
-        for c in self._open.values():
+        for c in self.store.open_commands():
+            self._track(c)
             self._latest[c.device_id] = max(self._latest.get(c.device_id, 0), c.version)
         self._mid: dict[int, str] = {}
+        self._early_mids: set[int] = set()  # PUBACKs that came before their mid was recorded
         self._listeners: list[Callable[[CommandRecord], None]] = []
         self._client: Any = None
         self._ticker: threading.Thread | None = None
@@ -183,6 +199,60 @@ class CommandPublisher:
         now_s : float, optional
             Issue time [Unix s]; the publisher's clock when omitted.
         """
+        now = self.clock() if now_s is None else float(now_s)
+        if valid_until_s is None:
+            if valid_for_s is None or valid_for_s <= 0:
+                raise ValueError("give valid_for_s > 0 or valid_until_s")
+            valid_until_s = now + float(valid_for_s)
+        return self.send_many([(device_id, value_kw, float(valid_until_s))], now_s=now)[0]
+
+    def send_many(self, items: Sequence[tuple[str, float, float]], *,
+                  now_s: float | None = None) -> list[CommandRecord]:
+        """Queue and publish many setpoints in one go (a plan step, a group).
+
+        Every item is checked before anything goes out: one bad item raises
+        ``ValueError`` naming it, and nothing is sent. A device named twice
+        gets two versions; the later one supersedes the earlier.
+
+        Parameters
+        ----------
+        items : sequence of (str, float, float)
+            ``(device_id, value_kw [kW], valid_until_s [Unix s])``.
+        now_s : float, optional
+            Issue time [Unix s]; the publisher's clock when omitted.
+
+        Returns
+        -------
+        list of CommandRecord
+            The records as they stand after publishing, in the order of ``items``.
+        """
+        now = self.clock() if now_s is None else float(now_s)
+        checked = [self._check(d, v, u, now) for d, v, u in items]
+        with self._send_lock:
+            recs = []
+            for site_id, device_id, key, value_kw, until in checked:
+                version = self.store.next_version(device_id)
+                recs.append(CommandRecord(str(uuid.uuid4()), site_id, device_id, version,
+                                          {key: value_kw}, now, until, QUEUED,
+                                          transitions=((QUEUED, now),)))
+            with self._lock:
+                client = self._client
+                for rec in recs:
+                    for old_id in list(self._by_device.get(rec.device_id, ())):
+                        old = self._open[old_id]
+                        self._change(old.moved(EXPIRED, now,
+                                               f"superseded by version {rec.version}"))
+                    self._latest[rec.device_id] = rec.version
+                    self._change(self._attempt(rec, now) if client is not None else rec)
+                # A device named twice: only its last command is still open and goes out.
+                out = [self._open[r.command_id] for r in recs if r.command_id in self._open]
+            self._publish(client, out)
+        with self._lock:
+            return [self._open.get(r.command_id) or self.store.get(r.command_id) or r
+                    for r in recs]
+
+    def _check(self, device_id: str, value_kw: float, valid_until_s: float, now: float
+               ) -> tuple[str, str, str, float, float]:
         row = self.fleet.device_row.get(device_id)
         if row is None:
             raise ValueError(f"unknown device {device_id!r}")
@@ -193,26 +263,11 @@ class CommandPublisher:
         if not math.isfinite(value_kw):
             raise ValueError(f"setpoint for {device_id!r} must be a finite number, "
                              f"got {value_kw}")
-        now = self.clock() if now_s is None else float(now_s)
-        if valid_until_s is None:
-            if valid_for_s is None or valid_for_s <= 0:
-                raise ValueError("give valid_for_s > 0 or valid_until_s")
-            valid_until_s = now + float(valid_for_s)
-        if valid_until_s <= now:
-            raise ValueError(f"valid_until_s {valid_until_s} is not after the issue time {now}")
+        if not valid_until_s > now:
+            raise ValueError(f"valid_until_s {valid_until_s} for {device_id!r} is not after "
+                             f"the issue time {now}")
         site_id = str(self.fleet.site_id[self.fleet.device_site[row]])
-        version = self.store.next_version(device_id)
-        rec = CommandRecord(str(uuid.uuid4()), site_id, device_id, version, {key: value_kw},
-                            now, float(valid_until_s), QUEUED, transitions=((QUEUED, now),))
-        with self._lock:
-            for old in [c for c in self._open.values() if c.device_id == device_id]:
-                self._change(old.moved(EXPIRED, now, f"superseded by version {version}"))
-            self._latest[device_id] = version
-            self._open[rec.command_id] = rec
-            self.store.save(rec)
-            self._emit(rec)
-            self._publish(rec, now)
-        return self._open.get(rec.command_id) or self.store.get(rec.command_id) or rec
+        return site_id, device_id, key, value_kw, float(valid_until_s)
 
     def send_setpoints(self, setpoint: np.ndarray, *, valid_for_s: float,
                        now_s: float | None = None) -> list[CommandRecord]:
@@ -221,22 +276,36 @@ class CommandPublisher:
         if setpoint.shape != (self.fleet.n_devices,):
             raise ValueError(f"setpoint has shape {setpoint.shape}, expected "
                              f"({self.fleet.n_devices},)")
+        if valid_for_s is None or valid_for_s <= 0:
+            raise ValueError("give valid_for_s > 0")
         now = self.clock() if now_s is None else float(now_s)
         rows = np.flatnonzero(np.isfinite(setpoint) & np.isin(self.fleet.device_type,
                                                               list(SETPOINT_KEY)))
-        return [self.send(str(self.fleet.device_id[r]), float(setpoint[r]),
-                          valid_for_s=valid_for_s, now_s=now) for r in rows]
+        until = now + float(valid_for_s)
+        return self.send_many([(str(self.fleet.device_id[r]), float(setpoint[r]), until)
+                               for r in rows], now_s=now)
 
-    def _publish(self, rec: CommandRecord, now: float) -> None:
-        client = self._client
-        if client is None:
+    @staticmethod
+    def _attempt(rec: CommandRecord, now: float) -> CommandRecord:
+        return replace(rec, attempts=rec.attempts + 1, last_sent_s=now)
+
+    def _publish(self, client: Any, recs: list[CommandRecord]) -> None:
+        """Publish records (their attempt already counted); call holding ``_send_lock``
+        and not ``_lock``."""
+        if client is None or not recs:
             return  # not started: stays queued, the ticker publishes it after start
-        rec = replace(rec, attempts=rec.attempts + 1, last_sent_s=now)
-        self._open[rec.command_id] = rec
-        self.store.save(rec)
-        info = client.publish(setpoint_topic(rec.site_id, rec.device_id),
-                              orjson.dumps(rec.payload()), qos=1, retain=True)
-        self._mid[info.mid] = rec.command_id
+        sent = []
+        for rec in recs:
+            info = client.publish(setpoint_topic(rec.site_id, rec.device_id),
+                                  orjson.dumps(rec.payload()), qos=1, retain=True)
+            sent.append((info.mid, rec.command_id))
+        with self._lock:
+            for mid, cid in sent:
+                if mid in self._early_mids:
+                    self._early_mids.discard(mid)
+                    self._mark_sent(cid)
+                else:
+                    self._mid[mid] = cid
 
     # -- state changes ---------------------------------------------------------
     def _emit(self, rec: CommandRecord) -> None:
@@ -246,27 +315,47 @@ class CommandPublisher:
             except Exception:
                 log.exception("command listener failed")
 
-    def _change(self, rec: CommandRecord) -> None:
+    def _track(self, rec: CommandRecord) -> None:
         if rec.terminal:
             self._open.pop(rec.command_id, None)
+            ids = self._by_device.get(rec.device_id)
+            if ids is not None:
+                ids.pop(rec.command_id, None)
+                if not ids:
+                    del self._by_device[rec.device_id]
         else:
             self._open[rec.command_id] = rec
+            self._by_device.setdefault(rec.device_id, {})[rec.command_id] = None
+
+    def _change(self, rec: CommandRecord) -> None:
+        self._track(rec)
         self.store.save(rec)
         self._emit(rec)
+
+    def _mark_sent(self, command_id: str) -> None:
+        rec = self._open.get(command_id)
+        if rec is not None and rec.state == QUEUED:
+            self._change(rec.moved(SENT, self.clock()))
 
     def tick(self, now_s: float | None = None) -> None:
         """Expire commands past ``valid_until`` and publish again those not received in time."""
         now = self.clock() if now_s is None else float(now_s)
-        with self._lock:
-            for rec in list(self._open.values()):
-                if now >= rec.valid_until_s:
-                    self._change(rec.moved(EXPIRED, now, "valid_until passed"))
-                elif rec.state in (QUEUED, SENT) and self._client is not None and (
-                        rec.last_sent_s is None or now - rec.last_sent_s >= self.ack_timeout_s):
-                    if self._latest.get(rec.device_id) == rec.version:
-                        log.info("no ack for %s v%d; publishing again", rec.device_id,
-                                 rec.version)
-                        self._publish(rec, now)
+        with self._send_lock:
+            again = []
+            with self._lock:
+                client = self._client
+                for rec in list(self._open.values()):
+                    if now >= rec.valid_until_s:
+                        self._change(rec.moved(EXPIRED, now, "valid_until passed"))
+                    elif rec.state in (QUEUED, SENT) and client is not None and (
+                            rec.last_sent_s is None or now - rec.last_sent_s >= self.ack_timeout_s):
+                        if self._latest.get(rec.device_id) == rec.version:
+                            log.info("no ack for %s v%d; publishing again", rec.device_id,
+                                     rec.version)
+                            rec = self._attempt(rec, now)
+                            self._change(rec)
+                            again.append(rec)
+            self._publish(client, again)
 
     def _run(self) -> None:
         while not self._stop.wait(self.check_interval_s):
@@ -275,7 +364,7 @@ class CommandPublisher:
             except Exception:
                 log.exception("command ticker failed")
 
-    # -- paho callbacks ----------------------------------------------------------
+    # -- paho callbacks (paho holds its own locks here: never call paho back) ----
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any = None) -> None:
         if reason_failed(reason):
@@ -292,9 +381,10 @@ class CommandPublisher:
                     properties: Any = None) -> None:
         with self._lock:
             cid = self._mid.pop(mid, None)
-            rec = self._open.get(cid) if cid else None
-            if rec is not None and rec.state == QUEUED:
-                self._change(rec.moved(SENT, self.clock()))
+            if cid is None:
+                self._early_mids.add(mid)  # the sender records this mid in a moment
+                return
+            self._mark_sent(cid)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         self.handle_ack(msg.topic, msg.payload)

@@ -7,7 +7,10 @@ command records), the enabled alert rules (so rule changes take effect on
 the next pass, without a restart), runs :class:`~api.alerting.watch.FleetWatch`
 and hands the conditions to the :class:`~api.alerting.manager.AlertManager`.
 Command rejections, expiries and failures, and plans that fell back, arrive as
-events through :meth:`LiveAlerts.on_command` and :meth:`LiveAlerts.on_plan`.
+events through :meth:`LiveAlerts.on_command` and :meth:`LiveAlerts.on_plan`;
+gateway status messages through :meth:`LiveAlerts.on_gateway`, which opens or
+clears the site's ``gateway_offline`` alert at once (the periodic pass keeps it
+in line with the twin's ``site_online`` flags, also after a restart).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from adapters.registry.models import Command
 from api.alerting import store
 from api.alerting.email import EmailNotifier
 from api.alerting.manager import AlertManager, Condition
-from api.alerting.watch import FleetWatch, Observation
+from api.alerting.watch import FleetWatch, Observation, gateway_offline
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,10 @@ class LiveAlerts:
     def __init__(self, svc: Any):
         self.svc = svc
         self.watch = FleetWatch(svc.fleet)
-        self.manager = AlertManager(svc.registry, svc.notify, email_from_settings(svc.settings))
+        self.manager = AlertManager(svc.registry, svc.notify, email_from_settings(svc.settings),
+                                    clear_after_by_kind={"gateway_offline": 0.0})
+        # before any status message: a gateway alert open before a restart is continued
+        self.manager.load_open()
         self.evaluations = 0
 
     def applied_setpoints(self, now_s: float) -> np.ndarray:
@@ -94,12 +100,19 @@ class LiveAlerts:
         with self.svc.registry.session() as s:
             rules = store.list_rules(s, enabled_only=True)
         conds = self.watch.observe(self.observation(now), rules)
+        conds = [c for c in conds if c.kind != "gateway_offline"]
         self.evaluations += 1
-        return self.manager.evaluate(now, conds)
+        return self.manager.evaluate(now, conds, late=self._gateway_conditions)
+
+    def _gateway_conditions(self) -> list[Condition]:
+        # read under the manager's pass: a status message handled since the observation
+        # (on_gateway) is not undone by an older copy of the flags
+        with self.svc.telemetry.lock:
+            site_online = self.svc.telemetry.site_online.copy()
+        return self.watch.gateway_conditions(site_online)
 
     async def run(self) -> None:
         """Evaluate every ``alert_eval_s`` until cancelled."""
-        self.manager.load_open()
         period = float(getattr(self.svc.settings, "alert_eval_s", 5.0))
         while True:
             await asyncio.sleep(period)
@@ -129,6 +142,24 @@ class LiveAlerts:
                 self.manager.resolve(now, key)
         except Exception:
             log.exception("command alert for %s failed", device)
+
+    def on_gateway(self, site_rows: np.ndarray, online: np.ndarray) -> None:
+        """Gateway status messages (its ``online``, or its Will's ``offline``): open the
+        site's ``gateway_offline`` alert at once, or clear it at once when the gateway is
+        back (a gateway that flaps is damped by the manager)."""
+        now = self.svc.clock()
+        site_ids = self.svc.fleet.site_id
+        conds, keys = [], []
+        for row, on in zip(np.asarray(site_rows).tolist(), np.asarray(online).tolist(),
+                           strict=True):
+            cond = gateway_offline(str(site_ids[row]))
+            keys.append(cond.key)
+            if not on:
+                conds.append(cond)
+        try:
+            self.manager.evaluate(now, conds, only=keys)
+        except Exception:
+            log.exception("gateway alert for %s failed", keys)
 
     def on_plan(self, plan: dict[str, Any]) -> None:
         """A plan was computed: a fallback (or partial fallback) plan opens an alert,

@@ -66,6 +66,7 @@ class Condition:
 @dataclass
 class _Track:
     since_s: float  # condition true since
+    kind: str | None = None
     alert_id: int | None = None
     open: bool = False
     false_since_s: float | None = None
@@ -92,12 +93,16 @@ class AlertManager:
     flap_count, flap_window_s, flap_hold_s : int, float, float
         Flapping damping: reopenings in the window that mark an alert
         flapping, and the quiet time a flapping alert needs to clear [s].
+    clear_after_by_kind : dict, optional
+        ``clear_after_s`` of particular alert kinds [s] (e.g. ``{"gateway_offline": 0}``:
+        the gateway's retained ``online`` clears it at once).
     """
 
     def __init__(self, registry: Registry, notify: Callable[[str, dict[str, Any]], None]
                  | None = None, email: Any = None, *, clear_after_s: float = 60.0,
                  reopen_within_s: float = 900.0, flap_count: int = 3,
-                 flap_window_s: float = 3600.0, flap_hold_s: float = 900.0):
+                 flap_window_s: float = 3600.0, flap_hold_s: float = 900.0,
+                 clear_after_by_kind: dict[str, float] | None = None):
         self.registry = registry
         self.notify = notify
         self.email = email
@@ -108,17 +113,23 @@ class AlertManager:
         self.flap_hold_s = float(flap_hold_s)
         self._tracks: dict[str, _Track] = {}
         self._events: dict[str, Condition] = {}
+        self.clear_after_by_kind = dict(clear_after_by_kind or {})
         self._lock = threading.Lock()
+        # one evaluation at a time (event threads, the loop)
+        self.pass_lock = threading.RLock()
         self.opened = 0
 
     def load_open(self) -> int:
-        """Adopt the open alerts stored in the registry (after a restart); returns how many."""
+        """Adopt the open alerts stored in the registry (after a restart); returns how many.
+
+        Keys the manager already tracks are kept as they are (a second call changes nothing).
+        """
         with self.registry.session() as s:
             recs = store.open_alerts(s)
         with self._lock:
             for r in recs:
-                if r["key"]:
-                    self._tracks[r["key"]] = _Track(since_s=r["first_seen_s"],
+                if r["key"] and r["key"] not in self._tracks:
+                    self._tracks[r["key"]] = _Track(since_s=r["first_seen_s"], kind=r["kind"],
                                                     alert_id=r["id"], open=True,
                                                     flapping=r["flapping"])
         return len(recs)
@@ -133,24 +144,40 @@ class AlertManager:
 
     def resolve(self, t_s: float, key: str) -> None:
         """End a one-off condition; its alert clears at once."""
-        with self._lock:
-            had = self._events.pop(key, None)
-            tr = self._tracks.get(key)
-        if had is None or tr is None or not tr.open:
-            return
-        with self.registry.session() as s:
-            rec = store.clear_alert(s, tr.alert_id, t_s)  # type: ignore[arg-type]
-        tr.open, tr.cleared_s, tr.false_since_s = False, t_s, None
+        with self.pass_lock:
+            with self._lock:
+                had = self._events.pop(key, None)
+                tr = self._tracks.get(key)
+            if had is None or tr is None or not tr.open:
+                return
+            with self.registry.session() as s:
+                rec = store.clear_alert(s, tr.alert_id, t_s)  # type: ignore[arg-type]
+            tr.open, tr.cleared_s, tr.false_since_s = False, t_s, None
         self._announce("cleared", rec)
 
     # -- evaluation ------------------------------------------------------------------
     def evaluate(self, t_s: float, conditions: list[Condition], *,
-                 only: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+                 only: list[str] | None = None,
+                 late: Callable[[], list[Condition]] | None = None
+                 ) -> dict[str, list[dict[str, Any]]]:
         """Update every alert from the conditions true at ``t_s`` [Unix s].
 
         ``only`` restricts the pass to those keys (the others keep their state).
+        ``late()`` adds conditions read inside the pass, so an event handled by
+        another thread meanwhile is not undone by an older reading (gateway status).
         Returns the alerts ``opened``, ``reopened`` and ``cleared`` in this pass.
         """
+        with self.pass_lock:
+            if late is not None:
+                conditions = [*conditions, *late()]
+            out = self._evaluate(t_s, conditions, only)
+        for event, recs in out.items():  # push and mail outside the pass
+            for rec in recs:
+                self._announce(event, rec)
+        return out
+
+    def _evaluate(self, t_s: float, conditions: list[Condition], only: list[str] | None
+                  ) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {"opened": [], "reopened": [], "cleared": []}
         with self._lock:
             now = {c.key: c for c in conditions}
@@ -166,6 +193,7 @@ class AlertManager:
                 if cond is not None:
                     if tr is None:
                         tr = self._tracks[key] = _Track(since_s=t_s)
+                    tr.kind = cond.kind
                     if tr.open:
                         tr.false_since_s = None
                         to_touch.append(tr.alert_id)  # type: ignore[arg-type]
@@ -174,7 +202,7 @@ class AlertManager:
                         to_reopen.append((key, tr))
                     else:
                         if tr.cleared_s is not None:  # long gone: a fresh alert
-                            tr = self._tracks[key] = _Track(since_s=t_s)
+                            tr = self._tracks[key] = _Track(since_s=t_s, kind=cond.kind)
                         if t_s - tr.since_s >= cond.delay_s:
                             to_open.append((key, cond))
                     continue
@@ -188,7 +216,8 @@ class AlertManager:
                     continue
                 if tr.false_since_s is None:
                     tr.false_since_s = t_s
-                hold = self.flap_hold_s if tr.flapping else self.clear_after_s
+                hold = self.flap_hold_s if tr.flapping else self.clear_after_by_kind.get(
+                    tr.kind or "", self.clear_after_s)
                 if t_s - tr.false_since_s >= hold:
                     to_clear.append((key, tr))
         if not (to_open or to_reopen or to_touch or to_clear):
@@ -215,9 +244,6 @@ class AlertManager:
                 tr.open, tr.cleared_s, tr.false_since_s = False, t_s, None
                 out["cleared"].append(rec)
         self.opened += len(out["opened"])
-        for event, recs in out.items():
-            for rec in recs:
-                self._announce(event, rec)
         return out
 
     def open_keys(self) -> list[str]:

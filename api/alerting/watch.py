@@ -153,6 +153,7 @@ class FleetWatch:
             gateway_ok = np.asarray(obs.site_online) != 0
         dev_gateway_ok = gateway_ok[self.dev_site]
 
+        conds.extend(self.gateway_conditions(obs.site_online))
         if obs.reported_online is not None and obs.site_online is not None:
             for r in np.flatnonzero(det.device_offline(obs.reported_online, obs.site_online,
                                                        self.dev_site)):
@@ -222,6 +223,14 @@ class FleetWatch:
         conds.extend(self.rule_conditions(obs, rules))
         return conds
 
+    def gateway_conditions(self, site_online: np.ndarray | None) -> list[Condition]:
+        """``gateway_offline`` for each site whose gateway said ``offline`` (status 0; its
+        Will); an unknown status (-1) is not judged."""
+        if site_online is None:
+            return []
+        return [gateway_offline(self.site_ids[s])
+                for s in np.flatnonzero(np.asarray(site_online) == 0).tolist()]
+
     def rule_conditions(self, obs: Observation, rules: list[dict[str, Any]]
                         ) -> list[Condition]:
         """Conditions of the threshold rules (enabled ones) for one observation."""
@@ -269,3 +278,9 @@ class FleetWatch:
         return Condition(f"{kind}:device:{d}", kind, severity, message,
                          site_id=self.site_ids[self.dev_site[row]], device_id=d,
                          delay_s=delay_s)
+
+
+def gateway_offline(site_id: str) -> Condition:
+    """The condition of a site's gateway being offline (key ``gateway_offline:site:ID``)."""
+    return Condition(f"gateway_offline:site:{site_id}", "gateway_offline", "warning",
+                     f"the gateway of site {site_id} went offline", site_id=site_id)

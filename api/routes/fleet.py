@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from adapters.registry import fleet as fleet_repo
 from api.deps import Admin, Service, Viewer
@@ -58,7 +59,7 @@ def delete_site(site_id: str, user: Admin, svc: Service) -> dict[str, Any]:
 
 
 @router.get("/devices", summary="Devices: filter, search, sort, page")
-def list_devices(user: Viewer, svc: Service, site_id: str | None = None,
+async def list_devices(user: Viewer, svc: Service, site_id: str | None = None,
                  type: Literal["pv", "battery", "ev_charger", "load"] | None = None,
                  status: str | None = None, tag: str | None = None,
                  q: str | None = Query(None, description="text search in device and site ids"),
@@ -66,8 +67,11 @@ def list_devices(user: Viewer, svc: Service, site_id: str | None = None,
                                    "prefix - for descending"),
                  offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
                  ) -> dict[str, Any]:
-    items, total = svc.query(fleet_repo.list_devices, site_id=site_id, type=type, status=status,
-                             tag=tag, q=q, sort=sort, offset=offset, limit=limit)
+    # From the registry's devices held in memory: no database query per request.
+    if not svc.devices.fresh:
+        await run_in_threadpool(svc.devices.load)
+    items, total = svc.devices.list_devices(site_id=site_id, type=type, status=status, tag=tag,
+                                            q=q, sort=sort, offset=offset, limit=limit)
     return {"items": items, "total": total, "offset": offset, "limit": limit}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
 
 from adapters.registry import RegistryError
 from adapters.registry import alerts as alert_repo
@@ -20,7 +21,8 @@ router = APIRouter(tags=["operations"])
 @router.get("/kpis", summary="Fleet KPIs: sites, capacity [MW], live generation and "
             "consumption [MW], CO2 avoided [t] and revenue [EUR] today and to date")
 async def kpis(user: Viewer, svc: Service) -> dict[str, Any]:
-    return svc.kpis()
+    # The service recomputes the figures every second; compute here only when they are stale.
+    return svc.cached_kpis() or await run_in_threadpool(svc.refresh_kpis)
 
 
 @router.post("/plans", status_code=201, summary="Ask for a plan now (operator)")
@@ -86,9 +88,32 @@ def group_setpoint(body: GroupSetpointIn, user: Operator, svc: Service) -> dict[
 @router.get("/commands", summary="Commands, newest first")
 def list_commands(user: Viewer, svc: Service, device_id: str | None = None,
                   status: str | None = None, plan_id: str | None = None,
+                  site_id: str | None = None,
                   limit: int = Query(200, ge=1, le=5000)) -> list[dict[str, Any]]:
+    if site_id is not None:
+        if site_id not in svc.fleet.site_row:
+            raise RegistryError(f"no site {site_id!r}")
+        return svc.query(_site_commands, site_id, device_id=device_id, status=status,
+                         plan_id=plan_id, limit=limit)
     return svc.query(cmd_repo.list_commands, device_id=device_id, status=status,
                      plan_id=plan_id, limit=limit)
+
+
+def _site_commands(s: Any, site_id: str, **filters: Any) -> list[dict[str, Any]]:
+    """``list_commands`` narrowed to one site's commands (newest first)."""
+    from sqlalchemy import select
+
+    from adapters.registry.models import Command
+
+    if filters["status"] is not None and filters["status"] not in cmd_repo.COMMAND_STATUSES:
+        raise RegistryError(f"command status {filters['status']!r} is not one of "
+                            f"{cmd_repo.COMMAND_STATUSES}")
+    q = select(Command).where(Command.site_id == site_id)
+    for name in ("device_id", "status", "plan_id"):
+        if filters[name]:
+            q = q.where(getattr(Command, name) == filters[name])
+    q = q.order_by(Command.id.desc()).limit(filters["limit"])
+    return [cmd_repo.command_record(c) for c in s.scalars(q)]
 
 
 @router.get("/commands/{command_id}", summary="One command")

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from adapters.emulator import Emulator
-from adapters.mqtt.commands import CommandPublisher
+from adapters.mqtt.commands import SETPOINT_KEY, CommandPublisher
 from adapters.mqtt.store import SqliteCommandStore
 from adapters.mqtt.types import APPLIED, EXPIRED, QUEUED, RECEIVED, REJECTED, SENT
 from twin.generator import generate_fleet
@@ -158,3 +158,69 @@ def test_send_setpoints_from_the_twin_array(fleet):
     assert sorted(r.device_id for r in recs) == sorted(str(fleet.device_id[r])
                                                        for r in rows[:2])
     assert {tuple(r.setpoint) for r in recs} == {("p_kw",), ("p_limit_kw",)}
+
+
+def test_bursts_from_many_threads_while_pubacks_return_do_not_deadlock(mqtt_url):
+    """paho calls on_publish holding its own lock; sends hold the publisher's lock only
+    while no paho call is made, so bursts from several threads (and the ticker) finish."""
+    import threading
+
+    from adapters.mqtt.store import MemoryCommandStore
+
+    fleet = generate_fleet(12, seed=9)
+    ids = [str(d) for r, d in enumerate(fleet.device_id)
+           if int(fleet.device_type[r]) in SETPOINT_KEY]
+    pub = CommandPublisher(fleet, MemoryCommandStore(), client_id="cmd-burst",
+                           ack_timeout_s=0.05, check_interval_s=0.01).start(mqtt_url)
+    errors: list[BaseException] = []
+
+    def burst(k: int) -> None:
+        try:
+            for i in range(6):
+                until = time.time() + 60
+                if (i + k) % 2:
+                    pub.send_many([(d, 1.0 + i, until) for d in ids])
+                else:
+                    for d in ids[k::4]:
+                        pub.send(d, 2.0 + i, valid_for_s=60)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=burst, args=(k,), daemon=True) for k in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads), "senders stuck: lock-order deadlock"
+        assert errors == []
+        # One open command per device (older versions superseded), each one acknowledged
+        # by the broker (an early PUBACK is not lost).
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(
+                r.state == QUEUED for r in pub.open_commands()):
+            time.sleep(0.05)
+        open_ = pub.open_commands()
+        assert sorted(r.device_id for r in open_) == sorted(ids)
+        assert {r.state for r in open_} == {SENT}
+        latest = {r.device_id: r.version for r in open_}
+        assert all(v == max(r.version for r in pub.history(d, 100)) for d, v in latest.items())
+    finally:
+        pub.stop()
+
+
+def test_send_many_checks_every_item_before_anything_goes_out(fleet):
+    pub = CommandPublisher(fleet, clock=lambda: 100.0)
+    bat, pv = _rows(fleet, "battery")[0], _rows(fleet, "pv")[0]
+    with pytest.raises(ValueError, match="is a load"):
+        pub.send_many([(bat, 1.0, 200.0), (_rows(fleet, "load")[0], 1.0, 200.0)])
+    with pytest.raises(ValueError, match="is not after the issue time"):
+        pub.send_many([(bat, 1.0, 200.0), (pv, 1.0, 50.0)])
+    assert pub.open_commands() == [] and pub.history() == []
+    # A device named twice: the later value supersedes the earlier one.
+    first, second, other = pub.send_many([(bat, 1.0, 200.0), (bat, 2.0, 200.0),
+                                          (pv, 3.0, 200.0)])
+    assert (first.state, second.state, other.state) == (EXPIRED, QUEUED, QUEUED)
+    assert first.reason == f"superseded by version {second.version}"
+    assert {r.command_id for r in pub.open_commands()} == {second.command_id,
+                                                           other.command_id}

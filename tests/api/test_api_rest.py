@@ -321,3 +321,35 @@ def test_scenario_runs_in_the_background(client, operator, viewer):
     assert done["status"] == "done", done["error"]
     assert done["progress"] == 1.0 and done["kpis"]
     assert run_id in [x["id"] for x in client.get("/api/v1/scenarios", headers=viewer).json()]
+
+
+def test_kpis_come_from_the_figures_the_service_refreshes(served, client, viewer):
+    svc = served[1].state.service
+    fresh = svc.refresh_kpis()
+    assert svc.cached_kpis() is not None
+    assert svc.cached_kpis(max_age_s=-1.0) is None  # too old: GET /kpis computes anew
+    before = svc.clock()
+    svc._kpis_mono_s -= 60.0
+    k = client.get("/api/v1/kpis", headers=viewer).json()
+    assert k["t_s"] >= before > 0 and k["total_sites"] == fresh["total_sites"] == 4
+    assert svc.cached_kpis() is not None  # the request left fresh figures behind
+    svc._first_ingest_mono_s = svc._kpis_mono_s + 1.0  # telemetry came after the figures
+    assert svc.cached_kpis() is None
+    svc._first_ingest_mono_s = None
+
+
+def test_device_list_follows_admin_changes(served, client, admin, viewer):
+    svc = served[1].state.service
+    site = svc.fleet.site_id[0]
+    before = client.get("/api/v1/devices", headers=viewer, params={"site_id": site}).json()
+    dev = before["items"][0]["id"]
+    r = client.patch(f"/api/v1/devices/{dev}", headers=admin, json={"status": "maintenance"})
+    assert r.status_code == 200, r.text
+    after = client.get("/api/v1/devices", headers=viewer,
+                       params={"site_id": site, "status": "maintenance"}).json()
+    assert [d["id"] for d in after["items"]] == [dev] and after["total"] == 1
+    r = client.patch(f"/api/v1/devices/{dev}", headers=admin, json={"status": "active"})
+    assert r.status_code == 200, r.text
+    bad = client.get("/api/v1/devices", headers=viewer, params={"sort": "power"})
+    assert bad.status_code == 400
+    assert "sort 'power'" in bad.text

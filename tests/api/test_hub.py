@@ -72,3 +72,53 @@ def test_dropping_a_site_subscriber_mid_fan_out():
     assert hub.publish_telemetry(2.0, sample) == 0  # both full: both dropped, no error
     assert hub.clients == {} and hub.dropped_clients == 2
     assert hub.publish_telemetry(3.0, sample) == 0
+
+
+def test_a_message_is_serialized_once_and_only_for_its_subscribers():
+    hub = Hub(queue_size=8)
+    clients = [hub.connect(f"u{i}", "viewer") for i in range(5)]
+    for c in clients[:3]:
+        hub.subscribe(c, ["plans"])
+    hub.subscribe(clients[3], ["alerts"])
+    assert hub.publish("commands", {"n": 1}) == 0  # nobody follows commands
+    assert hub.publish("plans", {"event": "proposed"}) == 3
+    texts = [c.queue.get_nowait() for c in clients[:3]]
+    assert all(t is texts[0] for t in texts)  # one serialized text, shared
+    assert json.loads(texts[0]) == {"type": "plans", "event": "proposed"}
+    assert clients[3].queue.empty() and clients[4].queue.empty()
+    hub.unsubscribe(clients[0], ["plans"])
+    hub.disconnect(clients[1])
+    assert hub.publish("plans", {"event": "approved"}) == 1
+
+
+def test_publish_threadsafe_batches_messages_in_order():
+    import asyncio
+    import threading
+
+    async def run() -> list[dict]:
+        hub = Hub(queue_size=1000)
+        hub.bind(asyncio.get_running_loop())
+        c = hub.connect("a", "viewer")
+        hub.subscribe(c, ["commands"])
+
+        def produce() -> None:
+            for i in range(300):
+                hub.publish_threadsafe("commands", {"i": i})
+
+        t = threading.Thread(target=produce)
+        t.start()
+        t.join()
+        for _ in range(100):
+            if c.queue.qsize() == 300:
+                break
+            await asyncio.sleep(0.01)
+        return _drain(c)
+
+    got = asyncio.run(run())
+    assert [m["i"] for m in got] == list(range(300))
+
+
+def test_publish_threadsafe_without_a_loop_keeps_nothing():
+    hub = Hub()
+    hub.publish_threadsafe("plans", {"event": "proposed"})
+    assert hub._outbox == []

@@ -160,6 +160,9 @@ def test_operator_sees_kpis_change_live_and_the_map(stack, page_for):
     page.wait_for_function("() => document.querySelectorAll('#site-table tbody tr').length === 3")
     assert page.locator(".leaflet-tile").count() == 0  # no tile server needed
     page.wait_for_timeout(1500)  # let the fleet chart gather a few live samples
+    # The fleet chart's range starts from the server's fleet history (any fleet size).
+    page.wait_for_function("() => document.querySelector('#chart-note').innerText"
+                           ".includes('history from the telemetry store')")
     shot(page, "overview")
     # The popup of a site opens its page.
     site = stack["fleet"].site_id[0]
@@ -181,6 +184,9 @@ def test_site_page_table_chart_and_manual_setpoint(stack, page_for):
     page = page_for(OPERATOR)
     page.goto(f"{stack['url']}/#/site/{site}")
     page.wait_for_selector("#device-table tbody tr")
+    page.wait_for_selector("#site-chart canvas")  # site power: its history, then live
+    page.wait_for_function("() => document.querySelector('#site-chart-note').innerText"
+                           ".includes('history from the telemetry store')")
     n = sum(1 for d in fleet.device_id if d.startswith(site + "-"))
     rows = page.locator("#device-table tbody tr")
     assert rows.count() == n
@@ -296,6 +302,9 @@ def test_scenarios_compare_runs(stack, page_for):
     assert all(i in header for i in ids)
     assert page.locator("#kpi-table tbody tr").count() > 0
     page.wait_for_selector("#kpi-chart canvas")
+    page.wait_for_selector("#series-chart canvas")  # a run's fleet flows over time
+    page.wait_for_function("() => / points/.test(document.querySelector('#series-note')"
+                           ".innerText)")
     shot(page, "scenarios")
     assert page.errors == []
 

@@ -5,7 +5,6 @@
 const OFFLINE_AFTER_S = 15;  // a site with no telemetry for this long is shown offline
 const SAMPLE_EVERY_S = 1;    // fleet power samples are taken at most this often
 const KEEP_S = 6 * 3600;     // fleet power kept in the browser
-const BACKFILL_MAX_DEVICES = 200;  // fleet history is rebuilt from device history up to this
 
 export class LiveFleet extends EventTarget {
   constructor(api, socket) {
@@ -125,34 +124,32 @@ export class LiveFleet extends EventTarget {
   }
 
   /**
-   * Fleet power over [start_s, end_s] from the devices' telemetry history, in buckets
-   * of every_s; null for fleets too large to rebuild in the browser.
+   * Fleet power [MW] over [start_s, end_s] from the service's telemetry history, averaged
+   * over buckets of every_s (GET /history/fleet, any fleet size).
    */
   async fleetHistory(start_s, end_s, every_s) {
-    if (this.devices.size > BACKFILL_MAX_DEVICES) return null;
-    const buckets = new Map();
-    const ids = [...this.devices.keys()];
-    await Promise.all(ids.map(async (id) => {
-      const type = this.devices.get(id).type;
-      const h = await this.api.get(`/devices/${encodeURIComponent(id)}/telemetry`,
-        { start: start_s, end: end_s, every: every_s });
-      h.t_s.forEach((t, i) => {
-        const p = h.values[i];
-        if (p == null) return;
-        const b = buckets.get(t) || { gen: 0, cons: 0, bat: 0, grid: 0 };
-        if (p > 0 && (type === "pv" || type === "battery")) b.gen += p;
-        if (p < 0) b.cons -= p;
-        if (type === "battery") b.bat += p;
-        b.grid += p;
-        buckets.set(t, b);
-      });
-    }));
-    const t = [...buckets.keys()].sort((a, b) => a - b);
-    const col = (k) => t.map((x) => buckets.get(x)[k] / 1000);
-    return { t, gen: col("gen"), cons: col("cons"), bat: col("bat"), grid: col("grid") };
+    return powerHistory(this.api, "/history/fleet", start_s, end_s, every_s, 1000);
+  }
+
+  /** One site's power [kW] over [start_s, end_s] (GET /history/sites/{id}). */
+  async siteHistory(siteId, start_s, end_s, every_s) {
+    return powerHistory(this.api, `/history/sites/${encodeURIComponent(siteId)}`,
+      start_s, end_s, every_s, 1);
   }
 
   _emit(kind, detail) {
     this.dispatchEvent(new CustomEvent("change", { detail: { kind, msg: detail } }));
   }
+}
+
+/**
+ * {t, gen, cons, bat, grid} from a power history endpoint, divided by `scale`
+ * (1000 for MW); buckets where no device reported are left out.
+ */
+async function powerHistory(api, path, start_s, end_s, every_s, scale) {
+  const h = await api.get(path, { start: start_s, end: end_s, every: every_s });
+  const keep = h.t_s.map((_, i) => i).filter((i) => h.grid_kw[i] != null);
+  const col = (k) => keep.map((i) => h[k][i] / scale);
+  return { t: keep.map((i) => h.t_s[i]), gen: col("generation_kw"), cons: col("consumption_kw"),
+    bat: col("battery_kw"), grid: col("grid_kw") };
 }

@@ -75,7 +75,7 @@ export async function render(root, ctx) {
   const chartEl = page.querySelector("#fleet-chart");
   const note = page.querySelector("#chart-note");
   const rangeSel = page.querySelector("#range");
-  let history = null;  // fleet history from the devices' telemetry, for the chosen range
+  let history = null;  // fleet history from the telemetry store, for the chosen range
   let xWindow = [Date.now() / 1000 - Number(rangeSel.value), Date.now() / 1000];
   const chart = timeChart(chartEl, SERIES, [[], [], [], [], []], { xRange: () => xWindow });
 
@@ -103,8 +103,8 @@ export async function render(root, ctx) {
     note.textContent = "loading history…";
     try {
       history = await live.fleetHistory(end - range_s, end, Math.max(5, range_s / 150));
-      note.textContent = history ? "history from the devices' telemetry, then live"
-        : "live since this page opened (fleet too large to rebuild its history here)";
+      note.textContent = history.t.length ? "history from the telemetry store, then live"
+        : "no history in this range yet: live since this page opened";
     } catch (err) {
       note.textContent = `history unavailable: ${err.message}`;
     }

@@ -1,6 +1,15 @@
-// Scenarios: the runs, a KPI comparison table across the chosen runs, and a plot per KPI.
-import { barChart } from "../charts.js";
+// Scenarios: the runs, a KPI comparison table across the chosen runs, a plot per KPI, and
+// one run's fleet flows over time (from its results, GET /scenarios/{id}/series).
+import { barChart, timeChart } from "../charts.js";
 import { badge, esc, html, num, when } from "../util.js";
+
+const MAX_SERIES_POINTS = 600;  // the series is averaged down to about this many points
+const FLOW_SERIES = [
+  { label: "PV", color: "--gen", unit: "MW", key: "pv_kw" },
+  { label: "consumption (loads + EV)", color: "--cons", unit: "MW", keys: ["load_kw", "ev_kw"], sign: -1 },
+  { label: "battery", color: "--bat", unit: "MW", key: "battery_kw" },
+  { label: "grid (export +)", color: "--grid-line", unit: "MW", key: "net_kw" },
+];
 
 export async function render(root, ctx) {
   const runs = await ctx.api.get("/scenarios", { limit: 200 });
@@ -12,7 +21,10 @@ export async function render(root, ctx) {
       <span class="spacer"></span><label><input type="checkbox" id="kpi-sites"> per site</label></div>
       <div class="table-wrap" id="kpi-compare"></div></section>
     <section class="panel"><div class="row"><h2 style="margin:0">Plot</h2><select id="kpi-pick" aria-label="KPI"></select></div>
-      <div class="chart" id="kpi-chart"></div></section></div></div>`);
+      <div class="chart" id="kpi-chart"></div></section></div>
+    <section class="panel"><div class="row"><h2 style="margin:0">Fleet flows [MW]</h2>
+      <select id="series-run" aria-label="Run"></select></div>
+      <div class="chart" id="series-chart"></div><p class="muted" id="series-note"></p></section></div>`);
   root.append(page);
   const chosen = new Set(runs.filter((r) => r.status === "done").slice(0, 6).map((r) => r.id));
   const tbody = page.querySelector("#run-table tbody");
@@ -60,7 +72,40 @@ export async function render(root, ctx) {
     draw();
   };
   page.querySelector("#kpi-sites").onchange = draw;
+
+  // -- one run's fleet flows over time -----------------------------------------------------
+  let seriesChart = null;
+  const seriesRun = page.querySelector("#series-run");
+  const seriesNote = page.querySelector("#series-note");
+  const done = runs.filter((r) => r.status === "done");
+  seriesRun.innerHTML = done.map((r) => `<option value="${esc(r.id)}">${esc(r.id)}</option>`).join("");
+  async function showSeries() {
+    if (seriesChart) { seriesChart.dispose(); seriesChart = null; }
+    const id = seriesRun.value;
+    if (!id) { seriesNote.textContent = "No finished run yet."; return; }
+    seriesNote.textContent = "loading…";
+    try {
+      const h = await ctx.api.get(`/scenarios/${encodeURIComponent(id)}/series`,
+        { points: MAX_SERIES_POINTS });
+      if (seriesRun.value !== id) return;
+      const col = (f) => h.t_s.map((_, i) => {
+        const keys = f.keys || [f.key];
+        const vals = keys.map((k) => h[k]?.[i]).filter((v) => v != null);
+        return vals.length ? (f.sign || 1) * vals.reduce((a, b) => a + b, 0) / 1000 : null;
+      });
+      seriesChart = timeChart(page.querySelector("#series-chart"), FLOW_SERIES,
+        [h.t_s, ...FLOW_SERIES.map(col)]);
+      seriesNote.textContent = `${h.t_s.length} points${h.every_s ? `, averaged over ${num(h.every_s / 3600, 2)} h` : ""}`;
+    } catch (err) {
+      seriesNote.textContent = `series unavailable: ${err.message}`;
+    }
+  }
+  seriesRun.onchange = showSeries;
+  showSeries();
   pick.onchange = () => { const sel = runs.filter((r) => chosen.has(r.id)); plot(sel, sel.map((r) => flat(r.kpis))); };
   draw();
-  return () => { if (chart) chart.dispose(); };
+  return () => {
+    if (chart) chart.dispose();
+    if (seriesChart) seriesChart.dispose();
+  };
 }

@@ -1,11 +1,19 @@
-// Site page: device table (sort, filter, search), per-device live chart, command history
-// with acknowledgement states, manual setpoint form (operators and admins only).
+// Site page: site power chart over a time range (history, then live), device table (sort,
+// filter, search), per-device live chart, command history with acknowledgement states,
+// manual setpoint form (operators and admins only).
 import { timeChart } from "../charts.js";
 import { badge, esc, html, keepNewest, num, when } from "../util.js";
 
 const TYPES = ["pv", "battery", "ev_charger", "load"];
 const KIND = { battery: "p_kw (discharge +)", pv: "p_limit_kw", ev_charger: "p_limit_kw" };
 const CHART_WINDOW_S = 900;
+const RANGES = [["15 min", 900], ["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
+const SITE_SERIES = [
+  { label: "generation", color: "--gen", unit: "kW" },
+  { label: "consumption", color: "--cons", unit: "kW" },
+  { label: "battery", color: "--bat", unit: "kW" },
+  { label: "grid (export +)", color: "--grid-line", unit: "kW" },
+];
 
 function rating(d) {
   if (d.type === "pv") return `${num(d.pv_kwp ?? d.inverter_kw, 1)} kWp`;
@@ -29,6 +37,11 @@ export async function render(root, ctx) {
     <p class="muted">${num(site.lat_deg, 4)}°, ${num(site.lon_deg, 4)}° · ${esc(site.timezone)} ·
       import limit ${num(site.import_limit_kw)} kW · export limit ${num(site.export_limit_kw)} kW ·
       feeder ${esc(site.feeder_id || "–")}</p>
+    <section class="panel"><div class="row"><h2 style="margin:0">Site power [kW]</h2>
+      <span class="spacer"></span>
+      <select id="site-range" aria-label="Time range">${RANGES.map(([l, v]) =>
+        `<option value="${v}"${v === 3600 ? " selected" : ""}>${l}</option>`).join("")}</select></div>
+      <div class="chart" id="site-chart"></div><p class="muted" id="site-chart-note"></p></section>
     <div class="grid2">
       <section class="panel"><h2>Devices</h2>
         <div class="row"><input id="device-search" type="search" placeholder="Search devices" aria-label="Search devices">
@@ -53,6 +66,58 @@ export async function render(root, ctx) {
       <th>Status</th><th>Created</th><th>Acknowledged</th><th>By</th></tr></thead><tbody></tbody></table></div>
     </section></div>`);
   root.append(page);
+
+  // -- site power: history from the telemetry store, then live samples ---------------------
+  const rangeSel = page.querySelector("#site-range");
+  const sitePower = { t: [], gen: [], cons: [], bat: [], grid: [] };
+  let siteWindow = [Date.now() / 1000 - Number(rangeSel.value), Date.now() / 1000];
+  const siteChart = timeChart(page.querySelector("#site-chart"), SITE_SERIES,
+    [[], [], [], [], []], { xRange: () => siteWindow, height: 220 });
+  const siteNote = page.querySelector("#site-chart-note");
+  function drawSitePower() {
+    const p = sitePower;
+    const end = Math.max(Date.now() / 1000, p.t.length ? p.t[p.t.length - 1] : 0);
+    siteWindow = [end - Number(rangeSel.value), end];
+    siteChart.setData([p.t, p.gen, p.cons, p.bat, p.grid]);
+  }
+  async function loadSiteHistory() {
+    const range_s = Number(rangeSel.value);
+    const end = Date.now() / 1000;
+    siteNote.textContent = "loading history…";
+    try {
+      const h = await live.siteHistory(siteId, end - range_s, end, Math.max(5, range_s / 200));
+      Object.assign(sitePower, h);
+      siteNote.textContent = h.t.length ? "history from the telemetry store, then live"
+        : "no history in this range yet: live from now";
+    } catch (err) {
+      siteNote.textContent = `history unavailable: ${err.message}`;
+    }
+    drawSitePower();
+  }
+  function sampleSitePower(t_s) {
+    const p = sitePower;
+    if (p.t.length && t_s - p.t[p.t.length - 1] < 1) return;
+    const now = live.sitePower(siteId);
+    let bat = 0;
+    for (const d of devices) if (d.type === "battery") bat += live.value.get(d.id)?.p_kw || 0;
+    p.t.push(t_s); p.gen.push(sitePowerGen()); p.cons.push(now.cons);
+    p.bat.push(bat); p.grid.push(now.grid);
+    const keepFrom = t_s - Number(rangeSel.value);
+    while (p.t.length && p.t[0] < keepFrom) {
+      p.t.shift(); p.gen.shift(); p.cons.shift(); p.bat.shift(); p.grid.shift();
+    }
+  }
+  // Generation counts PV and discharging batteries only (as the history and the KPIs do).
+  function sitePowerGen() {
+    let gen = 0;
+    for (const d of devices) {
+      const v = live.value.get(d.id)?.p_kw;
+      if (v > 0 && (d.type === "pv" || d.type === "battery")) gen += v;
+    }
+    return gen;
+  }
+  rangeSel.onchange = loadSiteHistory;
+  loadSiteHistory();
 
   // -- device table ---------------------------------------------------------------------
   let sortKey = "id", sortDir = 1, selected = null;
@@ -142,8 +207,8 @@ export async function render(root, ctx) {
       || '<tr><td colspan="9" class="muted">No commands for this site yet.</td></tr>';
   }
   async function loadCommands() {
-    const all = await api.get("/commands", { limit: 1000 });
-    for (const c of all) if (c.site_id === siteId) keepNewest(commands, c);
+    const mine = await api.get("/commands", { site_id: siteId, limit: 200 });
+    for (const c of mine) keepNewest(commands, c);
     drawCommands();
   }
   await loadCommands();
@@ -159,14 +224,20 @@ export async function render(root, ctx) {
   const onChange = (ev) => {
     statusEl.innerHTML = badge(live.siteStatus(siteId));
     if (ev.detail.kind !== "telemetry") return;
-    for (const s of ev.detail.msg.samples) {
+    const msg = ev.detail.msg;
+    if (msg.samples.some((s) => s.site_id === siteId)) sampleSitePower(msg.t_s);
+    for (const s of msg.samples) {
       if (s.id === selected && s.p_kw !== undefined && chart) {
         series[0].push(s.t_s); series[1].push(s.p_kw);
         while (series[0].length && series[0][0] < s.t_s - CHART_WINDOW_S) { series[0].shift(); series[1].shift(); }
         chart.setData(series);
       }
     }
-    if (performance.now() - lastDraw > 2000) { lastDraw = performance.now(); drawDevices(); }
+    if (performance.now() - lastDraw > 2000) {
+      lastDraw = performance.now();
+      drawDevices();
+      drawSitePower();
+    }
   };
   statusEl.innerHTML = badge(live.siteStatus(siteId));
   live.addEventListener("change", onChange);
@@ -175,5 +246,6 @@ export async function render(root, ctx) {
     offCommands();
     live.removeEventListener("change", onChange);
     if (chart) chart.dispose();
+    siteChart.dispose();
   };
 }
