@@ -104,7 +104,8 @@ def run_live_demo(args: argparse.Namespace) -> int:
 
         app = create_app(settings, on_ready=ready)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                lifespan="on", ws="websockets-sansio")
+                                lifespan="on", ws="websockets-sansio",
+                                ws_per_message_deflate=False)
         server = uvicorn.Server(config)
         try:
             socket.create_connection((args.host, args.port), timeout=0.5).close()

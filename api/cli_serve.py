@@ -203,7 +203,10 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings, on_ready=ready)
     config = uvicorn.Config(app, host=args.host, port=args.port,
                             log_level=settings.log_level.lower(), lifespan="on",
-                            ws="websockets-sansio")
+                            ws="websockets-sansio",
+                            # Compressing every message for every client costs the event
+                            # loop more than the bandwidth it saves on a LAN.
+                            ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     try:
         server.run()
