@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from adapters.registry import Registry, open_registry
 from adapters.registry import fleet as fleet_repo
 from api import errors
+from api.logs import RequestIdMiddleware
 from api.routes import auth, fleet, operations, scenarios, system, ws
 from api.service import LiveService
 from api.settings import Settings
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
     mount_dashboard(app)  # the operator's dashboard at / (static files; after the API routes)
 
     app.add_middleware(LatencyMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line carries request_id
     return app
 
 

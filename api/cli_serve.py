@@ -189,7 +189,9 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, **overrides)
     if settings is None:
         return 2
-    logging.getLogger().setLevel(settings.log_level)
+    from api.logs import configure_logging
+
+    configure_logging(settings.log_level, json=settings.log_format == "json")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     problem = preflight(settings)
     if problem:
@@ -206,7 +208,8 @@ def serve(args: argparse.Namespace) -> int:
                             ws="websockets-sansio",
                             # Compressing every message for every client costs the event
                             # loop more than the bandwidth it saves on a LAN.
-                            ws_per_message_deflate=False)
+                            ws_per_message_deflate=False,
+                            log_config=None)  # keep configure_logging's handler
     server = uvicorn.Server(config)
     try:
         server.run()

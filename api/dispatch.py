@@ -28,6 +28,7 @@ from adapters.registry import audit as audit_repo
 from adapters.registry import commands as cmd_repo
 from adapters.registry import plans as plan_repo
 from adapters.registry.fleet import device_limits
+from api.logs import log_context
 from api.types import CommandLink
 from twin.fleet import DEVICE_TYPES, Fleet
 
@@ -93,6 +94,12 @@ class Dispatcher:
 
     def approve(self, plan_id: str, user: str, now_s: float) -> dict[str, Any]:
         """Approve a proposed plan and release its current step's setpoints at once."""
+        with log_context(plan_id=plan_id):
+            rec = self._approve(plan_id, user, now_s)
+            log.info("plan approved by %s", user)
+            return rec
+
+    def _approve(self, plan_id: str, user: str, now_s: float) -> dict[str, Any]:
         with self._lock:
             with self.registry.session() as s:
                 plan = plan_repo.get_plan(s, plan_id, with_setpoints=False)
@@ -117,7 +124,7 @@ class Dispatcher:
 
     def reject(self, plan_id: str, user: str, now_s: float, reason: str | None = None
                ) -> dict[str, Any]:
-        with self._lock, self.registry.session() as s:
+        with log_context(plan_id=plan_id), self._lock, self.registry.session() as s:
             rec = plan_repo.set_status(s, plan_id, "rejected", user=user, t_s=now_s,
                                        reason=reason)
             audit_repo.record(s, now_s, user, "plan.reject", f"plan:{plan_id}",

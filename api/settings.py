@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     admin_user: str | None = Field(None, description="admin created at start when missing")
     admin_password: str | None = Field(None, description="that admin's password")
     log_level: str = Field("INFO", description="logging level")
+    log_format: Literal["json", "text"] = Field("json", description="log lines on stderr: one "
+                                                "JSON object per line, or plain text")
     login_attempts_per_minute: int = Field(10, ge=1, description="failed logins allowed per "
                                            "user name and client address per minute")
     fleet_file: Path | None = Field(None, description="fleet (.json/.parquet) loaded into an "
