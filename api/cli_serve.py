@@ -16,6 +16,7 @@ import getpass
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,12 @@ def _accounts(settings: Any) -> Any:
     return Accounts(registry, settings.secret())
 
 
-def users_create(args: argparse.Namespace) -> int:
+def _with_password(args: argparse.Namespace, action: Callable[[Any, str], str]) -> int:
+    """Ask for a password if none was given, then run ``action(accounts, password)``.
+
+    ``action`` returns the line to print on success; registry and value errors
+    are printed as one line, and the registry is closed in every case.
+    """
     from adapters.registry import RegistryError
 
     settings = _settings(args)
@@ -93,38 +99,30 @@ def users_create(args: argparse.Namespace) -> int:
     if accounts is None:
         return 1
     try:
-        rec = accounts.create_user(args.name, password, args.role, time.time(), by="cli")
+        done = action(accounts, password)
     except (RegistryError, ValueError) as exc:
         print(f"ecogrid: {exc}", file=sys.stderr)
         return 1
     finally:
         accounts.registry.close()
-    print(f"created user {rec['name']!r} with role {rec['role']}")
+    print(done)
     return 0
+
+
+def users_create(args: argparse.Namespace) -> int:
+    def create(accounts: Any, password: str) -> str:
+        rec = accounts.create_user(args.name, password, args.role, time.time(), by="cli")
+        return f"created user {rec['name']!r} with role {rec['role']}"
+
+    return _with_password(args, create)
 
 
 def users_passwd(args: argparse.Namespace) -> int:
-    from adapters.registry import RegistryError
-
-    settings = _settings(args)
-    if settings is None:
-        return 2
-    password = args.password or _ask_password()
-    if not password:
-        print("ecogrid: no password given", file=sys.stderr)
-        return 2
-    accounts = _accounts(settings)
-    if accounts is None:
-        return 1
-    try:
+    def reset(accounts: Any, password: str) -> str:
         accounts.reset_password(args.name, password, "cli", time.time())
-    except (RegistryError, ValueError) as exc:
-        print(f"ecogrid: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        accounts.registry.close()
-    print(f"password of {args.name!r} changed")
-    return 0
+        return f"password of {args.name!r} changed"
+
+    return _with_password(args, reset)
 
 
 def users_list(args: argparse.Namespace) -> int:
