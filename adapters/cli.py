@@ -62,6 +62,27 @@ def register(subparsers: Any) -> None:
                       help="its password (default: random, written to secrets.env)")
     cred.set_defaults(func=cmd_credentials)
 
+    ing = subparsers.add_parser("ingest", help="telemetry ingest worker for one site "
+                                "partition: MQTT in, zarr history out, /healthz and /metrics")
+    _fleet_args(ing)
+    ing.add_argument("--broker", default=None,
+                     help="broker URL with credentials, e.g. mqtt://user:pw@host:1883 "
+                          "(default: $ECOGRID_MQTT_URL)")
+    ing.add_argument("--partition", default="0/1", metavar="K/N",
+                     help="take the sites of worker K of N (CRC-32 of the site id); "
+                          "auto/N takes K from the StatefulSet pod name's ordinal")
+    ing.add_argument("--pod-name", default=None,
+                     help="pod name for --partition auto/N (default: $POD_NAME, $HOSTNAME)")
+    ing.add_argument("--client-id", default=None, help="MQTT client id "
+                     "(default: ecogrid-ingest-K)")
+    ing.add_argument("--data-dir", default=None,
+                     help="history folder (default: $ECOGRID_DATA_DIR or ./data)")
+    ing.add_argument("--flush-interval", type=float, default=5.0,
+                     help="history snapshot and flush interval [s], at most 10")
+    ing.add_argument("--metrics-port", type=int, default=9100,
+                     help="port of /healthz and /metrics (0: any free port)")
+    ing.set_defaults(func=cmd_ingest, sites=None)  # sites: --sites, $ECOGRID_FLEET_SITES
+
 
 def _fail(message: str) -> int:
     print(f"ecogrid: error: {message}", file=sys.stderr)
@@ -132,4 +153,46 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     print(f"mosquitto.conf: password_file {creds.password_file.resolve()}\n"
           f"                acl_file {creds.acl_file.resolve()}\n"
           "                allow_anonymous false")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    from adapters.ingest_worker import IngestWorker, parse_partition
+    from adapters.mqtt.client import parse_broker_url
+
+    url = args.broker or os.environ.get("ECOGRID_MQTT_URL")
+    if not url:
+        return _fail("no broker: give --broker or set ECOGRID_MQTT_URL")
+    pod = args.pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+    try:
+        parse_broker_url(url)
+        partition = parse_partition(args.partition, pod)
+        if args.sites is None:
+            env_sites = os.environ.get("ECOGRID_FLEET_SITES")
+            try:
+                args.sites = int(env_sites) if env_sites else REFERENCE_SITES
+            except ValueError:
+                return _fail(f"ECOGRID_FLEET_SITES must be an integer, got {env_sites!r}")
+        fleet = _load_fleet(args)
+        data_dir = args.data_dir or os.environ.get("ECOGRID_DATA_DIR") or "data"
+        worker = IngestWorker(fleet, url, data_dir, partition=partition,
+                              client_id=args.client_id, flush_s=args.flush_interval,
+                              metrics_port=args.metrics_port)
+    except (ValueError, FleetError, OSError) as exc:
+        return _fail(str(exc))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    print(f"ingest worker {partition[0]}/{partition[1]}: {len(worker.ingest.sites)} sites "
+          f"-> {worker.store.path}; metrics on :{worker.metrics_port or args.metrics_port}",
+          file=sys.stderr)
+    try:
+        worker.run()
+    except ConnectionError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"ingest worker: {exc}")
+    print(json.dumps({"snapshots": worker.snapshots, **worker.ingest.counters()}))
     return 0

@@ -7,7 +7,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.deploy.tools import (
@@ -58,23 +57,13 @@ def test_the_validator_rejects_a_wrong_manifest(tmp_path):
     assert out.returncode != 0
 
 
-INGEST = {"ingest-workers.yaml", "hpa.yaml"}
-
-
 def test_kustomization_lists_every_manifest_but_the_secret_example():
     kust = load_yaml(K8S / "kustomization.yaml")
     listed = set(kust["resources"])
     assert all((K8S / r).exists() for r in listed)
     expected = {p.name for p in MANIFESTS} - {"secret.example.yaml"}
-    worker = _container("Deployment", "ecogrid-ingest")["args"][0]
-    if worker not in cli_commands():
-        # The ingest workers run a command the CLI does not have yet: kept out of the
-        # applied set so that `kubectl apply -k` does not start crash-looping pods.
-        expected -= INGEST
-    assert listed == expected, (
-        "deploy/k8s/kustomization.yaml resources should be "
-        f"{sorted(expected)} (`ecogrid {worker}` "
-        f"{'exists' if worker in cli_commands() else 'does not exist yet'})")
+    assert "ingest-workers.yaml" in expected
+    assert listed == expected, f"deploy/k8s/kustomization.yaml resources should be {sorted(expected)}"
 
 
 def _container(kind: str, name: str) -> dict:
@@ -123,31 +112,48 @@ def test_ingress_service_and_deployment_connect():
     assert int(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
 
 
-def test_hpa_scales_the_ingest_workers():
-    hpa = find("HorizontalPodAutoscaler", "ecogrid-ingest")
-    ref = hpa["spec"]["scaleTargetRef"]
-    target = find(ref["kind"], ref["name"])
-    assert target["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] \
-        == "ingest"
-    assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
-    c = _container("Deployment", "ecogrid-ingest")
-    assert c["resources"]["requests"]["cpu"], "CPU utilisation needs a CPU request"
-    group = c["args"][c["args"].index("--shared-group") + 1]
-    assert group and "$(POD_NAME)" in c["args"]
+def test_ingest_workers_are_site_partitions_of_a_statefulset():
+    sts = find("StatefulSet", "ecogrid-ingest")
+    args = _container("StatefulSet", "ecogrid-ingest")["args"]
+    parsed = parse_cli([a.replace("$(POD_NAME)", "ecogrid-ingest-1") for a in args])
+    assert parsed.command == "ingest"
+    kind, n = parsed.partition.split("/")
+    # N of the partitions is the replica count, and K comes from the pod's ordinal.
+    assert kind == "auto" and int(n) == sts["spec"]["replicas"]
+    assert "$(POD_NAME)" in args and parsed.pod_name == "ecogrid-ingest-1"
+    from adapters.ingest_worker import parse_partition
+
+    assert [parse_partition(parsed.partition, f"ecogrid-ingest-{k}")[0]
+            for k in range(int(n))] == list(range(int(n)))
+    # No autoscaler may change the count behind N's back.
+    assert not [d for d in docs() if d["kind"] == "HorizontalPodAutoscaler"
+                and d["spec"]["scaleTargetRef"]["name"] == "ecogrid-ingest"]
+    svc = find("Service", sts["spec"]["serviceName"])
+    assert svc["spec"]["clusterIP"] == "None"
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    c = _container("StatefulSet", "ecogrid-ingest")
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["metrics"]
+    assert port == parsed.metrics_port
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    # The history goes to ECOGRID_DATA_DIR, on the pod's own volume.
+    data_dir = find("ConfigMap", "ecogrid-config")["data"]["ECOGRID_DATA_DIR"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["history"] == data_dir
+    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["history"]
 
 
 def test_ingest_worker_command_is_a_cli_call():
-    args = _container("Deployment", "ecogrid-ingest")["args"]
-    if args[0] not in cli_commands():
-        pytest.skip(f"`ecogrid {args[0]}` is not a CLI command yet (adapters: the MQTT "
-                    "shared-subscription ingest worker); the manifest names the planned one")
+    args = _container("StatefulSet", "ecogrid-ingest")["args"]
+    assert args[0] in cli_commands()
     parse_cli([a.replace("$(POD_NAME)", "ecogrid-ingest-0") for a in args])
 
 
 def test_pods_run_as_the_image_user_with_a_read_only_root():
     uid = int(re.search(r"ARG UID=(\d+)", (ROOT / "Dockerfile").read_text()).group(1))
-    for name in ("ecogrid", "ecogrid-ingest"):
-        spec = find("Deployment", name)["spec"]["template"]["spec"]
+    for kind, name in (("Deployment", "ecogrid"), ("StatefulSet", "ecogrid-ingest")):
+        spec = find(kind, name)["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] == uid
         for c in spec["containers"] + spec.get("initContainers", []):
