@@ -187,9 +187,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, **overrides)
     if settings is None:
         return 2
-    from api.logs import configure_logging
-
-    configure_logging(settings.log_level, json=settings.log_format == "json")
+    logging.getLogger().setLevel(settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     problem = preflight(settings)
     if problem:
@@ -200,6 +198,10 @@ def serve(args: argparse.Namespace) -> int:
         print(f"EcoGrid service on http://{args.host}:{args.port} (API docs at /docs); "
               f"{svc.fleet.n_sites} sites, {svc.fleet.n_devices} devices", flush=True)
 
+    from api.logs import configure_logging
+
+    # Only once the service really starts: the root logger's handlers are replaced.
+    configure_logging(settings.log_level, json=settings.log_format == "json")
     app = create_app(settings, on_ready=ready)
     config = uvicorn.Config(app, host=args.host, port=args.port,
                             log_level=settings.log_level.lower(), lifespan="on",
