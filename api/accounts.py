@@ -166,11 +166,10 @@ class Accounts:
         password. Returns ``(name, password)`` when an admin was created, else None.
         """
         with self.registry.session() as s:
-            if users_repo.count_users(s, "admin") > 0:
-                if name and password and users_repo.get_user(s, name) is None:
-                    pass  # another admin exists; the configured one is added below
-                else:
-                    return None
+            # Another admin exists: add only a configured admin not yet known.
+            configured_is_new = bool(name and password) and users_repo.get_user(s, name) is None
+            if users_repo.count_users(s, "admin") > 0 and not configured_is_new:
+                return None
         name = name or "admin"
         password = password or secrets.token_urlsafe(12)
         self.create_user(name, password, "admin", now_s, by="startup")

@@ -340,8 +340,9 @@ def _hand_out(link: CommandLink, commands: list[dict[str, Any]], now_s: float
         try:
             send_many(commands, now_s)
             return []
-        except (ValueError, ConnectionError):
-            pass  # a batch is all or nothing: one by one, to find the refused ones
+        except (ValueError, ConnectionError) as exc:
+            # A batch is all or nothing: send one by one to find the refused ones.
+            log.info("batch of %d commands refused (%s); sending one by one", len(commands), exc)
     refused = []
     for c in commands:
         try:

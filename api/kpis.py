@@ -11,9 +11,12 @@ approximation until the live service gets market and carbon feeds.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 
@@ -48,8 +51,9 @@ class KpiLedger:
                 self.today.update({k: float(data["today"][k]) for k in self.FIELDS})
                 self.day_start_s = float(data["day_start_s"])
                 self.last_t_s = data.get("last_t_s")
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # a damaged file restarts the counters
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("KPI counters in %s are unreadable (%s); they restart at zero",
+                            self.path, exc)
 
     def add(self, t_s: float, generation_mw: float, max_gap_s: float = 60.0) -> None:
         """Integrate ``generation_mw`` [MW] from the previous call up to ``t_s`` [s].

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.plan import jsonable
 from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
 
 _KIND = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
@@ -111,7 +112,7 @@ class OptimizerPlanner:
         if plan.reason:
             kpis["solver_reason"] = plan.reason
         return {"setpoints": plan_setpoints(fleet, np.asarray(plan.setpoints)),
-                "kpis": _jsonable(kpis),
+                "kpis": jsonable(kpis),
                 "solver_status": plan.status,
                 "solver_time_s": float(plan.timings.get("total_s", 0.0))}
 
@@ -189,15 +190,3 @@ class HistoryWindow:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         return {"history_t_s": (keys + 0.5) * self.every_s, "history_p_kw": mean}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

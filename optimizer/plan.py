@@ -110,14 +110,14 @@ class Plan:
         return {
             "plan_id": self.plan_id, "created_s": self.created_s, "t0_s": self.t0_s,
             "n_steps": self.n_steps, "dt_s": self.dt_s, "device_id": list(self.device_id),
-            "site_id": list(self.site_id), "setpoints": _jsonable(self.setpoints),
-            "flows": {k: _jsonable(v) for k, v in self.flows.items()},
-            "forecast": {k: _jsonable(v) for k, v in self.forecast.items()},
-            "initial_soc": _jsonable(self.initial_soc), "sessions": _jsonable(self.sessions),
-            "kpis": _jsonable(self.kpis), "status": self.status, "reason": self.reason,
-            "objective": _jsonable(self.objective), "gap": _jsonable(self.gap),
-            "timings": _jsonable(self.timings), "slacks": _jsonable(self.slacks),
-            "check": _jsonable(self.check), "solver": _jsonable(self.solver),
+            "site_id": list(self.site_id), "setpoints": jsonable(self.setpoints),
+            "flows": {k: jsonable(v) for k, v in self.flows.items()},
+            "forecast": {k: jsonable(v) for k, v in self.forecast.items()},
+            "initial_soc": jsonable(self.initial_soc), "sessions": jsonable(self.sessions),
+            "kpis": jsonable(self.kpis), "status": self.status, "reason": self.reason,
+            "objective": jsonable(self.objective), "gap": jsonable(self.gap),
+            "timings": jsonable(self.timings), "slacks": jsonable(self.slacks),
+            "check": jsonable(self.check), "solver": jsonable(self.solver),
         }
 
     def to_json(self) -> str:
@@ -171,9 +171,9 @@ class Plan:
             "plan_id": self.plan_id, "created_s": self.created_s, "t0_s": self.t0_s,
             "dt_s": self.dt_s, "status": self.status, "reason": self.reason,
             "objective_eur": self.objective, "gap": self.gap,
-            "kpis": json.dumps(_jsonable(self.kpis)),
-            "timings": json.dumps(_jsonable(self.timings)),
-            "slacks": json.dumps(_jsonable(self.slacks)),
+            "kpis": json.dumps(jsonable(self.kpis)),
+            "timings": json.dumps(jsonable(self.timings)),
+            "slacks": json.dumps(jsonable(self.slacks)),
         }
         return xr.Dataset(data_vars, coords={"time": times, "device": list(self.device_id),
                                              "site": list(self.site_id)}, attrs=attrs)
@@ -183,18 +183,18 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON types; NaN and infinities become None."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
             out = value.astype(object)
             out[~np.isfinite(value)] = None
             return out.tolist()
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
