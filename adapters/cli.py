@@ -62,19 +62,27 @@ def register(subparsers: Any) -> None:
                       help="its password (default: random, written to secrets.env)")
     cred.set_defaults(func=cmd_credentials)
 
-    ing = subparsers.add_parser("ingest", help="telemetry ingest worker for one site "
-                                "partition: MQTT in, zarr history out, /healthz and /metrics")
+    ing = subparsers.add_parser("ingest", help="telemetry ingest worker (a shared-"
+                                "subscription group member or one site partition): MQTT in, "
+                                "zarr history out, /healthz and /metrics")
     _fleet_args(ing)
     ing.add_argument("--broker", default=None,
                      help="broker URL with credentials, e.g. mqtt://user:pw@host:1883 "
                           "(default: $ECOGRID_MQTT_URL)")
-    ing.add_argument("--partition", default="0/1", metavar="K/N",
+    ing.add_argument("--shared", default=None, metavar="GROUP",
+                     help="join the MQTT shared-subscription group GROUP ($share/GROUP/...): "
+                          "the broker splits the messages over the group's workers, any "
+                          "number of them; the alternative to --partition")
+    ing.add_argument("--partition", default=None, metavar="K/N",
                      help="take the sites of worker K of N (CRC-32 of the site id); "
-                          "auto/N takes K from the StatefulSet pod name's ordinal")
+                          "auto/N takes K from the StatefulSet pod name's ordinal "
+                          "(default without --shared: 0/1, the whole fleet)")
     ing.add_argument("--pod-name", default=None,
-                     help="pod name for --partition auto/N (default: $POD_NAME, $HOSTNAME)")
-    ing.add_argument("--client-id", default=None, help="MQTT client id "
-                     "(default: ecogrid-ingest-K)")
+                     help="pod name for --partition auto/N and the default client id of "
+                          "--shared (default: $POD_NAME, $HOSTNAME)")
+    ing.add_argument("--client-id", default=None, help="MQTT client id (default: "
+                     "ecogrid-ingest-K; with --shared the pod name, else "
+                     "ecogrid-ingest-HOSTNAME: unique per worker, it names the store)")
     ing.add_argument("--data-dir", default=None,
                      help="history folder (default: $ECOGRID_DATA_DIR or ./data)")
     ing.add_argument("--flush-interval", type=float, default=5.0,
@@ -160,16 +168,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from adapters.ingest_worker import IngestWorker, parse_partition
+    from adapters.ingest_worker import IngestWorker, default_client_id, parse_partition
     from adapters.mqtt.client import parse_broker_url
+    from adapters.mqtt.ingest import validate_group
 
+    if args.shared is not None and args.partition is not None:
+        return _fail("--shared and --partition are alternatives: give one of them "
+                     "(--shared GROUP: a shared-subscription group member; --partition K/N: "
+                     "a site partition)")
     url = args.broker or os.environ.get("ECOGRID_MQTT_URL")
     if not url:
         return _fail("no broker: give --broker or set ECOGRID_MQTT_URL")
     pod = args.pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
     try:
         parse_broker_url(url)
-        partition = parse_partition(args.partition, pod)
+        client_id = args.client_id
+        if args.shared is not None:
+            try:
+                validate_group(args.shared)
+            except ValueError as exc:
+                return _fail(f"--shared: {exc}")
+            partition = (0, 1)
+            # Each member needs its own session: the pod name, else ecogrid-ingest-HOSTNAME.
+            client_id = (client_id or args.pod_name or os.environ.get("POD_NAME")
+                         or default_client_id())
+        else:
+            partition = parse_partition(args.partition or "0/1", pod)
         if args.sites is None:
             env_sites = os.environ.get("ECOGRID_FLEET_SITES")
             try:
@@ -179,13 +203,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         fleet = _load_fleet(args)
         data_dir = args.data_dir or os.environ.get("ECOGRID_DATA_DIR") or "data"
         worker = IngestWorker(fleet, url, data_dir, partition=partition,
-                              client_id=args.client_id, flush_s=args.flush_interval,
-                              metrics_port=args.metrics_port)
+                              shared_group=args.shared, client_id=client_id,
+                              flush_s=args.flush_interval, metrics_port=args.metrics_port)
     except (ValueError, FleetError, OSError) as exc:
         return _fail(str(exc))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
-    print(f"ingest worker {partition[0]}/{partition[1]}: {len(worker.ingest.sites)} sites "
+    print(f"ingest worker, {worker.describe()}: {len(worker.ingest.sites)} sites "
           f"-> {worker.store.path}; metrics on :{worker.metrics_port or args.metrics_port}",
           file=sys.stderr)
     try:

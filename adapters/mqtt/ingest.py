@@ -7,10 +7,17 @@ queued, decodes it in one :class:`~adapters.mqtt.decode.BatchDecoder` call and
 writes the arrays into a :class:`twin.telemetry.Telemetry` in one vectorized
 step, then applies status events and refreshes the stale flags.
 
-Scale-out: ``partition=(k, n)`` makes this worker subscribe only to the sites
-whose id hashes to ``k`` modulo ``n`` (CRC-32), so ``n`` workers share the
-fleet and each device's state lives in exactly one worker. See
-docs/mqtt-scaling.md.
+Scale-out, two ways (docs/mqtt-scaling.md):
+
+* ``shared_group="ecogrid-ingest"`` subscribes to every site filter as an MQTT
+  shared subscription (``$share/ecogrid-ingest/sites/+/telemetry``, ...): the
+  broker hands each message to one member of the group, so any number of
+  workers split the load, but any worker may see any device, and each
+  worker's arrays hold only what it saw (merge their histories by time stamp:
+  :func:`adapters.ingest_worker.latest_values`);
+* ``partition=(k, n)`` subscribes only to the sites whose id hashes to ``k``
+  modulo ``n`` (CRC-32), so ``n`` workers share the fleet and each device's
+  state (values, online and stale flags) lives in exactly one worker.
 
 Typical use (the live service)::
 
@@ -66,6 +73,22 @@ class StatusEvent:
     t_s: float
 
 
+def validate_group(group: str) -> str:
+    """Check a shared-subscription group name and return it.
+
+    MQTT 5 (and Mosquitto for 3.1.1 clients) takes ``$share/{group}/{filter}``;
+    the group is one non-empty topic level without wildcards. Raises
+    ``ValueError`` naming what is wrong.
+    """
+    if not isinstance(group, str) or not group:
+        raise ValueError(f"shared subscription group must be a non-empty name, got {group!r}")
+    bad = sorted(c for c in set(group) & set("/+#\0"))
+    if bad:
+        raise ValueError(f"shared subscription group {group!r} must not contain "
+                         f"{', '.join(repr(c) for c in bad)} (no '/', '+', '#')")
+    return group
+
+
 def owns_site(site_id: str, partition: tuple[int, int]) -> bool:
     """Whether worker ``k`` of ``n`` owns a site (CRC-32 of the id modulo ``n``)."""
     k, n = partition
@@ -101,6 +124,13 @@ class TelemetryIngest:
         MQTT client id; keep it stable so a persistent session is found again.
     partition : (int, int)
         ``(k, n)``: this worker takes the sites owned by worker ``k`` of ``n``.
+    shared_group : str, optional
+        Subscribe as a member of this MQTT shared-subscription group
+        (``$share/{group}/sites/+/...``): each message goes to one member;
+        every member may get any device's messages. Excludes a partition
+        with ``n > 1``. Retained messages (the gateways' last status) are not
+        delivered to shared subscriptions, and the online and stale flags
+        only reflect what this member saw.
     persistent : bool
         Persistent session (clean start off, session expiry), so QoS 1
         messages sent while the ingest was away arrive when it returns.
@@ -122,16 +152,23 @@ class TelemetryIngest:
 
     def __init__(self, fleet: Fleet, telemetry: Telemetry | None = None, *,
                  client_id: str = "ecogrid-ingest", partition: tuple[int, int] = (0, 1),
+                 shared_group: str | None = None,
                  persistent: bool = True, clock: Callable[[], float] = time.time,
                  batch_interval_s: float = 0.02, stale_check_s: float = 1.0,
                  qos: int = 1, ca_file: str | None = None, mqtt_version: int = 5):
         k, n = partition
         if not (n >= 1 and 0 <= k < n):
             raise ValueError(f"partition must be (k, n) with 0 <= k < n, got {partition}")
+        if shared_group is not None:
+            validate_group(shared_group)
+            if n > 1:
+                raise ValueError(f"shared_group={shared_group!r} and partition={partition} are "
+                                 "alternatives: a shared group already splits the messages")
         self.fleet = fleet
         self.telemetry = telemetry if telemetry is not None else Telemetry(fleet)
         self.client_id = client_id
         self.partition = (int(k), int(n))
+        self.shared_group = shared_group
         self.persistent = persistent
         self.clock = clock
         self.batch_interval_s = batch_interval_s
@@ -142,6 +179,9 @@ class TelemetryIngest:
         self.decoder = BatchDecoder(fleet, self.telemetry.metric_column)
         self.sites = [s for s in fleet.site_id.tolist() if owns_site(s, self.partition)]
         self._queue: deque[tuple[str, bytes]] = deque()
+        self._received = 0  # PUBLISH packets received (network thread)
+        self._unsubscribed = threading.Event()
+        self._leaving = False  # a shared-group member on its way out: do not resubscribe
         self._listeners: dict[str, list[Callable[[Any], None]]] = {"batch": [], "status": []}
         self._rejects: Counter[str] = Counter()
         self._messages = 0
@@ -177,6 +217,8 @@ class TelemetryIngest:
     # -- subscriptions ---------------------------------------------------------
     def topic_filters(self) -> list[str]:
         """The topic filters this worker subscribes to."""
+        if self.shared_group is not None:
+            return [f"$share/{self.shared_group}/sites/+/{f}" for f in SITE_FILTERS]
         if self.partition[1] == 1:
             return [f"sites/+/{f}" for f in SITE_FILTERS]
         return [f"sites/{s}/{f}" for s in self.sites for f in SITE_FILTERS]
@@ -195,7 +237,9 @@ class TelemetryIngest:
         client.on_disconnect = self._on_disconnect
         client.raw_sink = self._on_raw  # (topic, payload) without paho's message objects
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         self._client = client
+        self._leaving = False
         self._stop.clear()
         self._worker = threading.Thread(target=self._run, name=f"ingest-{self.client_id}",
                                         daemon=True)
@@ -208,9 +252,20 @@ class TelemetryIngest:
                                   f"within {wait_s} s")
         return self
 
-    def stop(self) -> None:
-        """Disconnect, decode what is still queued and stop the worker."""
-        client, self._client = self._client, None
+    def stop(self, leave_timeout_s: float = 5.0) -> None:
+        """Disconnect, decode what is still queued and stop the worker.
+
+        A shared-group member first leaves the group (UNSUBSCRIBE) and takes
+        what the broker had already sent it, waiting up to ``leave_timeout_s``
+        for the unsubscribe acknowledgement and a quiet connection: otherwise
+        the broker would keep handing this member's share to its persistent
+        session, where nobody reads it while the worker is gone (a scaled-down
+        pod may never come back).
+        """
+        client = self._client
+        if client is not None and self.shared_group is not None:
+            self._leave_group(client, leave_timeout_s)
+        self._client = None
         if client is not None:
             client.disconnect()
             client.loop_stop()
@@ -220,6 +275,25 @@ class TelemetryIngest:
             self._worker.join(10)
             self._worker = None
         self.process_pending()
+
+    def _leave_group(self, client: Any, timeout_s: float, quiet_s: float = 0.2) -> None:
+        if not self.connected.is_set():
+            return  # the session keeps its subscriptions; nothing to take now
+        self._unsubscribed.clear()
+        self._leaving = True
+        deadline = time.monotonic() + timeout_s
+        client.unsubscribe(self.topic_filters())
+        if not self._unsubscribed.wait(timeout_s):
+            log.warning("ingest %s: no UNSUBACK within %g s; leaving the group anyway",
+                        self.client_id, timeout_s)
+            return
+        # PUBLISH packets sent before the UNSUBACK came before it on the wire; more may
+        # follow from the session's queue (broker in-flight window): wait for quiet.
+        seen = -1
+        while seen != self._received and time.monotonic() < deadline:
+            seen = self._received
+            time.sleep(quiet_s)
+        log.info("ingest %s left shared group %s", self.client_id, self.shared_group)
 
     def __enter__(self) -> TelemetryIngest:
         return self
@@ -235,6 +309,8 @@ class TelemetryIngest:
             return
         self.connects += 1
         self.connected.set()
+        if self._leaving:
+            return
         opts: Any = SubscribeOptions(qos=self.qos) if self.mqtt_version == 5 else self.qos
         filters = self.topic_filters()
         for i in range(0, len(filters), 500):  # several SUBSCRIBE packets for big partitions
@@ -249,6 +325,10 @@ class TelemetryIngest:
             return
         self.subscribed.set()
 
+    def _on_unsubscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,
+                        properties: Any = None) -> None:
+        self._unsubscribed.set()
+
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any = None) -> None:
         self.connected.clear()
@@ -257,6 +337,7 @@ class TelemetryIngest:
 
     def _on_raw(self, topic: str, payload: bytes) -> None:
         self._queue.append((topic, payload))
+        self._received += 1
         if len(self._queue) >= 20_000:
             self._wake.set()
 

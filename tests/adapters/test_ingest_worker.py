@@ -1,4 +1,5 @@
-"""``ecogrid ingest``: two worker processes on a real Mosquitto, zarr history, SIGTERM."""
+"""``ecogrid ingest``: worker processes on a real Mosquitto (site partitions and a
+shared-subscription group), zarr history, merging the stores, SIGTERM, bad input."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import orjson
 import pytest
 
 from adapters.broker import free_port
-from adapters.ingest_worker import parse_partition
+from adapters.ingest_worker import IngestWorker, history_paths, latest_values, parse_partition
 from adapters.mqtt.client import connect, make_client
 from adapters.mqtt.ingest import owns_site
-from adapters.storage import read_time_range
+from adapters.storage import StorageError, read_time_range
 from api.cli import main
 from twin.generator import generate_fleet
 
@@ -47,7 +48,7 @@ def _wait(cond, timeout_s: float = 15.0) -> bool:
 
 def _messages(port: int) -> int:
     code, text = _get(f"http://127.0.0.1:{port}/metrics")
-    m = re.search(r'^ecogrid_ingest_messages_total\{partition="[^"]+"\} (\S+)$', text, re.M)
+    m = re.search(r'^ecogrid_ingest_messages_total\{[^}]+\} (\S+)$', text, re.M)
     return int(float(m.group(1))) if code == 200 and m else -1
 
 
@@ -117,6 +118,136 @@ def test_two_worker_processes_record_every_message_once_and_stop_on_sigterm(
     assert sum(n_msgs) == 3 * fleet.n_devices
 
 
+def _shared_worker(mosquitto, tmp_path, name: str, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "ingest", "--sites", str(SITES), "--seed", str(SEED),
+         "--broker", mosquitto.url, "--shared", "ecogrid-ingest", "--client-id", name,
+         "--data-dir", str(tmp_path), "--flush-interval", "1", "--metrics-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_shared_group_workers_split_the_messages_and_their_stores_merge(mosquitto, tmp_path):
+    """Two members, a third joins mid-stream: each message in exactly one worker, and the
+    merged stores give every device's newest value."""
+    fleet = generate_fleet(SITES, seed=SEED)
+    names = ["sw-a", "sw-b", "sw-c"]
+    ports = [free_port() for _ in names]
+    procs = [_shared_worker(mosquitto, tmp_path, names[k], ports[k]) for k in range(2)]
+    pub = make_client("sw-pub")
+    rounds, n_sent = 4, 0
+    now = float(int(time.time()))
+
+    def publish_round(rnd: int) -> None:
+        nonlocal n_sent
+        for row, dev in enumerate(fleet.device_id.tolist()):
+            site = fleet.site_id[fleet.device_site[row]]
+            pub.publish(f"sites/{site}/devices/{dev}/telemetry", orjson.dumps(
+                {"ts": now + rnd, "v": float(rnd * 1000 + row)}), qos=1).wait_for_publish(5)
+            n_sent += 1
+
+    def healthy(ps) -> bool:
+        return all(_get(f"http://127.0.0.1:{p}/healthz")[0] == 200 for p in ps)
+
+    try:
+        assert _wait(lambda: healthy(ports[:2]), 30), "workers did not become healthy"
+        connect(pub, mosquitto.url)
+        pub.loop_start()
+        for rnd in range(2):
+            publish_round(rnd)
+        procs.append(_shared_worker(mosquitto, tmp_path, names[2], ports[2]))
+        assert _wait(lambda: healthy(ports[2:]), 30), "the third worker did not become healthy"
+        for rnd in range(2, rounds):
+            publish_round(rnd)
+        assert _wait(lambda: sum(_messages(p) for p in ports) == n_sent), \
+            [_messages(p) for p in ports]
+        counts = [_messages(p) for p in ports]
+        assert min(counts) > 0, counts  # every member took a share, the late one too
+        assert 'ecogrid_ingest_messages_total{client_id="sw-c",group="ecogrid-ingest"}' in \
+            _get(f"http://127.0.0.1:{ports[2]}/metrics")[1]
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        outs = [p.communicate(timeout=20) for p in procs]
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
+    assert n_sent == rounds * fleet.n_devices
+
+    paths = history_paths(tmp_path)
+    assert [p.name for p in paths] == [f"telemetry-{n}.zarr" for n in names]
+    for k, path in enumerate(paths):
+        ds = read_time_range(path)
+        assert ds.attrs["messages"] == counts[k]  # each message counted in exactly one store
+        assert ds.attrs["group"] == "ecogrid-ingest" and ds.attrs["client_id"] == names[k]
+        assert ds.sizes["device"] == fleet.n_devices  # a member covers the whole fleet
+        assert json.loads(outs[k][0].strip().splitlines()[-1])["messages"] == counts[k]
+    assert sum(counts) == n_sent
+    merged = latest_values(paths, "v")
+    rows = {d: r for r, d in enumerate(fleet.device_id.tolist())}
+    assert set(merged["device_id"].values.tolist()) == set(rows)
+    for dev, v, ts in zip(merged["device_id"].values.tolist(), merged["v"].values,
+                          merged["v_ts_s"].values, strict=True):
+        assert (v, ts) == (float((rounds - 1) * 1000 + rows[dev]), now + rounds - 1)
+    # No single store holds all the newest values: the merge is what makes them whole.
+    singles = [read_time_range(p).isel(time=-1)["v_ts_s"].values for p in paths]
+    assert not any((t == now + rounds - 1).all() for t in singles)
+    assert np.isnan(latest_values(paths, "p_kw")["p_kw"].values).all()  # nothing else sent
+
+
+def test_latest_values_takes_the_newest_time_stamp_of_any_store(tmp_path):
+    fleet = generate_fleet(2, seed=1)
+    t = [1_800_000_000.0]
+    workers = [IngestWorker(fleet, "mqtt://127.0.0.1:1", tmp_path, shared_group="g",
+                            client_id=f"m-{k}", clock=lambda: t[0]) for k in range(2)]
+    col = workers[0].ingest.telemetry.metric_column("p_kw")
+    rows = np.array([0, 1, 2])
+
+    def write(k: int, values, ts) -> None:
+        workers[k].ingest.telemetry.write(rows, np.full(3, col), np.array(values, float),
+                                          np.array(ts, float))
+
+    write(0, [1.0, 2.0, 3.0], [10, 10, 10])
+    write(1, [5.0, np.nan, 7.0], [20, np.nan, 5])  # row 1 never seen by m-1
+    assert all(w.flush() for w in workers)
+    t[0] += 10
+    write(0, [9.0, 9.0, 9.0], [30, 30, 30])
+    assert workers[0].flush()
+    paths = history_paths(tmp_path)
+    first = latest_values(paths, "p_kw", at_s=1_800_000_005)  # the first snapshots
+    assert first["p_kw"].values[:3].tolist() == [5.0, 2.0, 3.0]
+    assert first["p_kw_ts_s"].values[:3].tolist() == [20.0, 10.0, 10.0]
+    assert latest_values(paths, "p_kw")["p_kw"].values[:3].tolist() == [9.0, 9.0, 9.0]
+    assert latest_values(paths, "p_kw", at_s=0)["device_id"].size == 0  # before any snapshot
+    assert np.isnan(first["p_kw"].values[3:]).all()  # devices nobody heard from
+    with pytest.raises(StorageError, match="nope"):
+        latest_values(paths, "nope")
+
+
+def test_shared_mode_bad_input(capsys, tmp_path):
+    base = ["ingest", "--sites", "2", "--broker", "mqtt://127.0.0.1:1",
+            "--data-dir", str(tmp_path)]
+    assert main([*base, "--shared", "g", "--partition", "0/2"]) == 2
+    err = capsys.readouterr().err
+    assert "--shared and --partition are alternatives" in err
+    for bad in ("a/b", "", "x+", "#"):
+        assert main([*base, "--shared", bad]) == 2
+        assert "--shared: shared subscription group" in capsys.readouterr().err
+    assert main([*base, "--shared", "g", "--client-id", "../x"]) == 2
+    assert "names its store" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"shared_group=.*partition="):
+        IngestWorker(generate_fleet(2, seed=1), "mqtt://127.0.0.1:1", tmp_path,
+                     shared_group="g", partition=(1, 2), client_id="x")
+    w = IngestWorker(generate_fleet(2, seed=1), "mqtt://127.0.0.1:1", tmp_path,
+                     shared_group="g")
+    assert w.ingest.client_id.startswith("ecogrid-ingest-")
+    assert w.store.path.name == f"telemetry-{w.ingest.client_id}.zarr"
+    assert w.labels == {"group": "g", "client_id": w.ingest.client_id}
+
+
 def test_partition_parsing_and_bad_input(capsys, tmp_path):
     assert parse_partition("1/3") == (1, 3)
     assert parse_partition("auto/4", "ecogrid-ingest-2") == (2, 4)
@@ -135,8 +266,6 @@ def test_partition_parsing_and_bad_input(capsys, tmp_path):
 
 
 def test_snapshot_into_a_store_of_another_fleet_is_refused_and_counted(tmp_path):
-    from adapters.ingest_worker import IngestWorker
-
     clock = iter(range(1_800_000_000, 1_800_000_100))
     first = IngestWorker(generate_fleet(2, seed=1), "mqtt://127.0.0.1:1", tmp_path,
                          clock=lambda: float(next(clock)))

@@ -1,4 +1,5 @@
-"""Ingest against a real Mosquitto: shapes, bad input, offline/stale, two workers, restart."""
+"""Ingest against a real Mosquitto: shapes, bad input, offline/stale, two workers (site
+partitions and a shared-subscription group), restart."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from adapters.broker import Broker
 from adapters.mqtt.client import connect, make_client
-from adapters.mqtt.ingest import TelemetryIngest, owns_site
+from adapters.mqtt.ingest import TelemetryIngest, owns_site, validate_group
 from twin.generator import generate_fleet
 from twin.telemetry import Telemetry
 
@@ -180,6 +181,97 @@ def test_two_workers_share_the_sites_and_lose_nothing(tmp_path):
         for w in workers:
             w.stop()
         broker.stop()
+
+
+def _seq_collector(ing: TelemetryIngest, seqs: list[int], lock: threading.Lock):
+    def on_batch(batch):
+        col = ing.telemetry.metric_index.get("seq")
+        with lock:
+            seqs.extend(batch.values[batch.cols == col].astype(int).tolist())
+    return on_batch
+
+
+@pytest.mark.parametrize("mqtt_version", [5, 311])
+def test_shared_group_splits_messages_and_members_join_and_leave(tmp_path, mqtt_version):
+    """Every message reaches exactly one member: with two members, when a third joins
+    mid-stream and when one leaves (stop) mid-stream."""
+    fleet = generate_fleet(6, seed=3)
+    broker = Broker(tmp_path / "mq").start()
+    lock = threading.Lock()
+    seqs: dict[str, list[int]] = {}
+
+    def member(name: str) -> TelemetryIngest:
+        ing = TelemetryIngest(fleet, client_id=name, shared_group="ecogrid-ingest",
+                              mqtt_version=mqtt_version)
+        seqs[name] = []
+        ing.add_listener("batch", _seq_collector(ing, seqs[name], lock))
+        return ing.start(broker.url)
+
+    workers = [member("sh-a"), member("sh-b")]
+    assert workers[0].topic_filters()[0] == "$share/ecogrid-ingest/sites/+/telemetry"
+    assert len(workers[0].topic_filters()) == 5 and len(workers[0].sites) == fleet.n_sites
+    pub = make_client("sh-pub", mqtt_version=mqtt_version)
+    connect(pub, broker.url)
+    pub.loop_start()
+    n = 600
+    rows = np.arange(fleet.n_devices)
+    try:
+        for i in range(n):  # device i % n_devices, all sites, every topic shape in turn
+            r = int(rows[i % len(rows)])
+            site, dev = fleet.site_id[fleet.device_site[r]], fleet.device_id[r]
+            topic, payload = [
+                (f"sites/{site}/devices/{dev}/telemetry/seq", str(i).encode()),
+                (f"sites/{site}/devices/{dev}/telemetry", orjson.dumps({"seq": i})),
+                (f"sites/{site}/telemetry", orjson.dumps({"devices": {dev: {"seq": i}}})),
+            ][i % 3]
+            info = pub.publish(topic, payload, qos=1)
+            if i == 200:
+                info.wait_for_publish(5)  # 0..200 are routed before the new member joins
+                workers.append(member("sh-c"))  # joins mid-stream
+            if i == 400:
+                info.wait_for_publish(5)
+                workers[0].stop()  # leaves mid-stream: takes what it was sent
+            if i % 50 == 0:
+                info.wait_for_publish(5)
+        info.wait_for_publish(5)
+        assert _wait(lambda: sum(len(v) for v in seqs.values()) >= n), \
+            {k: len(v) for k, v in seqs.items()}
+        time.sleep(0.2)  # nothing more may come (no duplicates)
+        with lock:
+            got = {k: list(v) for k, v in seqs.items()}
+        everything = [s for v in got.values() for s in v]
+        assert sorted(everything) == list(range(n))  # each message in exactly one member
+        assert all(got.values()), {k: len(v) for k, v in got.items()}  # all took a share
+        assert min(got["sh-c"]) > 200 and max(got["sh-a"]) <= 400
+        assert sum(w.counters()["messages"] for w in workers) == n
+        assert all(w.rejects == {} for w in workers)
+        # Each member's arrays hold only what it saw: seq of a device is its last message
+        # in that member.
+        for w in workers:
+            col = w.telemetry.metric_index["seq"]
+            seen = ~np.isnan(w.telemetry.ts_s[:, col])
+            assert 0 < seen.sum() <= fleet.n_devices
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        for w in workers:
+            w.stop()
+        broker.stop()
+
+
+def test_shared_group_names_and_partitions_are_checked(fleet):
+    assert validate_group("ecogrid-ingest") == "ecogrid-ingest"
+    for bad in ("", "a/b", "a+", "#", "x#y"):
+        with pytest.raises(ValueError, match="shared subscription group"):
+            validate_group(bad)
+    with pytest.raises(ValueError, match="shared subscription group"):
+        TelemetryIngest(fleet, shared_group="g/1")
+    with pytest.raises(ValueError, match=r"shared_group=.*partition="):
+        TelemetryIngest(fleet, shared_group="g", partition=(0, 2))
+    ing = TelemetryIngest(fleet, shared_group="g", partition=(0, 1))
+    assert ing.topic_filters() == [f"$share/g/sites/+/{f}" for f in (
+        "telemetry", "status", "devices/+/telemetry", "devices/+/telemetry/+",
+        "devices/+/status")]
 
 
 @pytest.mark.slow

@@ -112,22 +112,30 @@ def test_ingress_service_and_deployment_connect():
     assert int(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
 
 
-def test_ingest_workers_are_site_partitions_of_a_statefulset():
-    sts = find("StatefulSet", "ecogrid-ingest")
+def _ingest_args(pod: str = "ecogrid-ingest-1") -> tuple[list[str], object]:
     args = _container("StatefulSet", "ecogrid-ingest")["args"]
-    parsed = parse_cli([a.replace("$(POD_NAME)", "ecogrid-ingest-1") for a in args])
-    assert parsed.command == "ingest"
-    kind, n = parsed.partition.split("/")
-    # N of the partitions is the replica count, and K comes from the pod's ordinal.
-    assert kind == "auto" and int(n) == sts["spec"]["replicas"]
-    assert "$(POD_NAME)" in args and parsed.pod_name == "ecogrid-ingest-1"
-    from adapters.ingest_worker import parse_partition
+    return args, parse_cli([a.replace("$(POD_NAME)", pod) for a in args])
 
-    assert [parse_partition(parsed.partition, f"ecogrid-ingest-{k}")[0]
-            for k in range(int(n))] == list(range(int(n)))
-    # No autoscaler may change the count behind N's back.
-    assert not [d for d in docs() if d["kind"] == "HorizontalPodAutoscaler"
-                and d["spec"]["scaleTargetRef"]["name"] == "ecogrid-ingest"]
+
+def test_ingest_workers_are_a_shared_group_in_a_statefulset():
+    sts = find("StatefulSet", "ecogrid-ingest")
+    args, parsed = _ingest_args()
+    assert parsed.command == "ingest"
+    # Members of one shared-subscription group, not site partitions.
+    assert parsed.shared == "ecogrid-ingest" and parsed.partition is None
+    from adapters.ingest_worker import history_path
+    from adapters.mqtt.ingest import validate_group
+
+    validate_group(parsed.shared)
+    # Every pod is its own MQTT session (the pod name), and that names its store.
+    assert "$(POD_NAME)" in args and parsed.client_id == "ecogrid-ingest-1"
+    env = {e["name"]: e for e in _container("StatefulSet", "ecogrid-ingest")["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    stores = {history_path("/d", shared_client_id=_ingest_args(f"ecogrid-ingest-{k}")[1]
+                           .client_id).name for k in range(3)}
+    assert len(stores) == 3
+    # The autoscaler owns the pod count: re-applying must not reset it.
+    assert "replicas" not in sts["spec"]
     svc = find("Service", sts["spec"]["serviceName"])
     assert svc["spec"]["clusterIP"] == "None"
     labels = sts["spec"]["template"]["metadata"]["labels"]
@@ -142,6 +150,33 @@ def test_ingest_workers_are_site_partitions_of_a_statefulset():
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts["history"] == data_dir
     assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["history"]
+
+
+def test_ingest_workers_scale_with_a_horizontal_pod_autoscaler():
+    sts = find("StatefulSet", "ecogrid-ingest")
+    hpas = [d for d in docs() if d["kind"] == "HorizontalPodAutoscaler"
+            and d["spec"]["scaleTargetRef"]["name"] == "ecogrid-ingest"]
+    assert len(hpas) == 1
+    hpa = hpas[0]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["metadata"]["namespace"] == sts["metadata"]["namespace"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": sts["apiVersion"],
+                                             "kind": "StatefulSet", "name": "ecogrid-ingest"}
+    lo, hi = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+    assert lo >= 2 and hi > lo
+    cpu = [m["resource"] for m in hpa["spec"]["metrics"]
+           if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert cpu and 0 < cpu[0]["target"]["averageUtilization"] <= 100
+    # Utilization is relative to the request: the container must have one.
+    assert _container("StatefulSet", "ecogrid-ingest")["resources"]["requests"]["cpu"]
+    # Scaling down waits (no flapping).
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    # Only a shared group may be autoscaled: a partition's N would not follow the count.
+    assert _ingest_args()[1].shared and not _ingest_args()[1].partition
+    pdb = find("PodDisruptionBudget", "ecogrid-ingest")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"].get("maxUnavailable", 0) < lo
 
 
 def test_ingest_worker_command_is_a_cli_call():
