@@ -96,7 +96,31 @@ class DeviceView:
         """Devices matching the filters, sorted and paged; returns ``(page, total)``.
 
         Same arguments and answers as :func:`adapters.registry.fleet.list_devices`.
+        Loads the records first when they are not in memory (a database query).
         """
+        data = self._data
+        if data is None:
+            self.load()
+            data = self._data or ([], {})
+        return self._select(data, site_id=site_id, type=type, status=status, tag=tag, q=q,
+                            sort=sort, offset=offset, limit=limit)
+
+    def list_loaded_devices(self, *, site_id: str | None = None, type: str | None = None,
+                            status: str | None = None, tag: str | None = None,
+                            q: str | None = None, sort: str = "id", offset: int = 0,
+                            limit: int = 100) -> tuple[list[dict[str, Any]], int] | None:
+        """:meth:`list_devices` from the records in memory, or None when they are not
+        loaded; never waits for the database (for callers on the event loop)."""
+        data = self._data
+        if data is None:
+            return None
+        return self._select(data, site_id=site_id, type=type, status=status, tag=tag, q=q,
+                            sort=sort, offset=offset, limit=limit)
+
+    def _select(self, data: tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]], *,
+                site_id: str | None, type: str | None, status: str | None, tag: str | None,
+                q: str | None, sort: str, offset: int, limit: int
+                ) -> tuple[list[dict[str, Any]], int]:
         desc = sort.startswith("-")
         key = sort.lstrip("-")
         if key not in SORTS:
@@ -104,14 +128,10 @@ class DeviceView:
                                 "for descending)")
         if type and type not in DEVICE_TYPES:
             raise RegistryError(f"type {type!r} is not one of {DEVICE_TYPES}")
-        data = self._data
-        if data is None:
-            self.load()
-            data = self._data or ([], {})
-        elif self.clock() - self._loaded_s > self.max_age_s:
+        if self.clock() - self._loaded_s > self.max_age_s:
             self._refresh_in_background()
         records, by_site = data
-        rows = by_site.get(site_id, []) if site_id else records
+        rows = by_site.get(site_id, []) if site_id else records  # by site: no scan
         if type:
             rows = [r for r in rows if r["type"] == type]
         if status:

@@ -33,9 +33,20 @@ CHANNELS: tuple[str, ...] = ("telemetry", "kpis", "plans", "commands", "alerts")
 LOSSY: frozenset[str] = frozenset({"telemetry", "kpis"})
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 @dataclass(eq=False)
 class WsClient:
-    """One connected WebSocket client."""
+    """One connected WebSocket client.
+
+    ``closing`` turns True (once, for good) when the hub gives up on the client or
+    it disconnects; :meth:`wait_closing` waits for that without polling.
+    """
 
     id: int
     user: str
@@ -46,8 +57,31 @@ class WsClient:
     devices: set[str] | None = None
     dropped: int = 0  # messages lost, total
     dropped_in_row: int = 0
-    closing: bool = False
     sent: int = 0
+    _closing: bool = field(default=False, init=False, repr=False)
+    _closed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default_factory=_running_loop, init=False,
+                                                    repr=False)
+
+    @property
+    def closing(self) -> bool:
+        """True once the connection is to be closed (the hub stops queueing for it)."""
+        return self._closing
+
+    @closing.setter
+    def closing(self, value: bool) -> None:
+        if not value or self._closing:
+            return  # a closing client does not reopen
+        self._closing = True
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            self._closed.set()
+        elif not loop.is_closed():  # set from another thread: wake the client's loop
+            loop.call_soon_threadsafe(self._closed.set)
+
+    async def wait_closing(self) -> None:
+        """Return once :attr:`closing` is True."""
+        await self._closed.wait()
 
 
 class Hub:

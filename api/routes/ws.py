@@ -96,11 +96,10 @@ async def websocket(ws: WebSocket) -> None:
 
 async def _watch(ws: WebSocket, client: WsClient) -> None:
     """Close the socket when the hub gives up on the client (too slow)."""
-    while not client.closing:
-        await asyncio.sleep(0.5)
+    await client.wait_closing()  # an event: no polling per client
     try:
         await ws.close(code=1013, reason="too slow: messages were dropped")
-    except RuntimeError:
+    except (RuntimeError, WebSocketDisconnect):  # closed meanwhile
         pass
 
 

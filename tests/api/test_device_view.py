@@ -75,3 +75,12 @@ def test_view_refuses_bad_sort_and_type(filled):
         view.list_devices(sort="power")
     with pytest.raises(RegistryError, match="type 'wind'"):
         view.list_devices(type="wind")
+
+
+def test_loaded_view_answers_without_the_database_and_none_before(filled):
+    view = DeviceView(filled)
+    assert view.list_loaded_devices(site_id="S0002") is None  # not loaded: never queries
+    expected = view.list_devices(site_id="S0002", type="battery")
+    assert view.list_loaded_devices(site_id="S0002", type="battery") == expected
+    view.invalidate()
+    assert view.list_loaded_devices() is None

@@ -122,3 +122,26 @@ def test_publish_threadsafe_without_a_loop_keeps_nothing():
     hub = Hub()
     hub.publish_threadsafe("plans", {"event": "proposed"})
     assert hub._outbox == []
+
+
+def test_closing_wakes_the_waiter_from_the_loop_and_from_another_thread():
+    import asyncio
+    import threading
+
+    async def run() -> None:
+        hub = Hub()
+        a, b = hub.connect("a", "viewer"), hub.connect("b", "viewer")
+        waiters = [asyncio.create_task(c.wait_closing()) for c in (a, b)]
+        await asyncio.sleep(0)
+        assert not any(w.done() for w in waiters)
+        hub.disconnect(a)  # on the loop
+        await asyncio.wait_for(waiters[0], 1)
+        assert a.closing and not waiters[1].done()
+        t = threading.Thread(target=setattr, args=(b, "closing", True))  # as tests do
+        t.start()
+        t.join()
+        await asyncio.wait_for(waiters[1], 1)
+        b.closing = False  # a closing client stays closing
+        assert b.closing and not hub.send(b, "x", lossy=True)
+
+    asyncio.run(run())

@@ -127,3 +127,17 @@ def test_slow_client_is_dropped_fast_client_gets_everything(served):
         slow.close()
     assert got == [float(i) for i in range(n_messages)]  # nothing lost, in order
     assert "ecogrid_ws_slow_clients_dropped_total 1.0" in httpx.get(f"{base}/metrics").text
+
+
+def test_a_client_given_up_on_is_closed_with_1013(served):
+    base, app, admin = served
+    svc = app.state.service
+    with ws_connect(_url(base, admin), open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        assert wait_for(lambda: len(svc.hub.clients) == 1)
+        (client,) = svc.hub.clients.values()
+        svc.hub.call_soon(svc.hub._give_up, client)  # as when its queue overflows
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1013
+    assert wait_for(lambda: client.id not in svc.hub.clients)
