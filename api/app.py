@@ -57,14 +57,34 @@ def load_or_import_fleet(registry: Registry, settings: Settings) -> Fleet:
     return loaded
 
 
-def default_planner() -> Planner | None:
-    """The optimizer's live planner, or None when the optimizer is not installed."""
+def default_planner(settings: Settings | None = None) -> Planner | None:
+    """The optimizer's live planner, or None when the optimizer is not installed.
+
+    With ``settings.optimizer_process`` (the default) a
+    :class:`~api.planning.ProcessPlanner`: the optimizer runs in a worker
+    process, so a solve does not hold the service's GIL and stall the API;
+    the caller closes it (``close()``) when done. Otherwise the in-process
+    :class:`~api.planning.OptimizerPlanner`.
+    """
     try:
-        from api.planning import OptimizerPlanner
+        import optimizer.dispatch  # noqa: F401  (the worker needs it too)
+        from api.planning import OptimizerPlanner, ProcessPlanner
     except ImportError as exc:  # pragma: no cover - depends on the optimizer package
         log.warning("no optimizer available (%s); plans cannot be computed", exc)
         return None
+    if settings is None or settings.optimizer_process:
+        return ProcessPlanner()
     return OptimizerPlanner()
+
+
+def _close_planner(planner: Planner | None) -> None:
+    """Close a planner that holds resources (the worker of a ProcessPlanner)."""
+    close = getattr(planner, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing the planner failed")
 
 
 def create_app(settings: Settings | None = None, *, planner: Planner | None = None,
@@ -77,7 +97,8 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
     settings : Settings, optional
         Configuration (default: from the environment).
     planner : Planner, optional
-        The plan computation; default: the optimizer's (``use_default_planner``).
+        The plan computation; default: the optimizer's (``use_default_planner``),
+        see :func:`default_planner`; the app closes the default one on shutdown.
     clock : callable
         ``() -> Unix s`` for the service.
     on_ready : callable, optional
@@ -89,10 +110,13 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = await run_in_threadpool(open_registry, settings.registry_url())
         svc: LiveService | None = None
+        own_planner: Planner | None = None  # made here, so closed here
         try:
             fleet = await run_in_threadpool(load_or_import_fleet, registry, settings)
-            plan_fn = planner if planner is not None else (
-                default_planner() if use_default_planner else None)
+            if planner is None and use_default_planner:
+                own_planner = plan_fn = default_planner(settings)
+            else:
+                plan_fn = planner
             svc = LiveService(settings, registry, fleet, planner=plan_fn, clock=clock)
             created = await run_in_threadpool(svc.accounts.ensure_admin, settings.admin_user,
                                               settings.admin_password, clock())
@@ -107,6 +131,7 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
         finally:
             if svc is not None:
                 await svc.close()
+            await run_in_threadpool(_close_planner, own_planner)
             registry.close()
 
     app = FastAPI(title="EcoGrid twin", version="1", lifespan=lifespan,

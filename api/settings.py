@@ -45,6 +45,9 @@ class Settings(BaseSettings):
                              "registry is empty and no fleet_file is given")
     optimizer_interval_s: float = Field(900.0, gt=0, description="cadence of automatic plans [s]")
     optimizer_enabled: bool = Field(True, description="propose plans on the cadence")
+    optimizer_process: bool = Field(True, description="compute plans in a separate worker "
+                                    "process (keeps the API responsive during a solve); "
+                                    "false: in the service's process")
     plan_step_s: float = Field(900.0, gt=0, description="plan step [s]")
     plan_horizon_s: float = Field(86400.0, gt=0, description="plan horizon [s]")
     plan_ttl_s: float = Field(1800.0, gt=0, description="a proposed plan expires after [s]")
