@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -183,6 +184,21 @@ class LiveService:
             loops.append((self._plan_loop, "optimizer"))
         for fn, name in loops:
             self._tasks.append(asyncio.create_task(fn(), name=f"ecogrid-{name}"))
+
+    def warm_planner(self) -> None:
+        """Start the planner's worker process now, in the background (``ecogrid serve`` and
+        the demo do), so the first plan does not wait for the optimizer's imports."""
+        start = getattr(self.planner, "start", None)  # ProcessPlanner
+        if start is None:
+            return
+
+        def run() -> None:
+            try:
+                start()
+            except Exception:
+                log.exception("starting the optimizer worker failed; the first plan retries")
+
+        threading.Thread(target=run, name="ecogrid-optimizer-start", daemon=True).start()
 
     def _preload_devices(self) -> None:
         try:
@@ -484,6 +500,24 @@ class PublisherLink(CommandLink):
         self.publisher.send_many([(c["device_id"], c["value"],
                                    max(c["valid_until_s"], now_s + 1.0)) for c in commands],
                                  now_s=now_s)
+
+    def send_new(self, items: list[dict[str, Any]], now_s: float) -> None:
+        """Publish new commands (dispatcher items, no registry row yet) at once; their rows
+        are written behind by the command store. All or nothing: raises ``ValueError`` or
+        ``ConnectionError`` when one is refused, and then nothing went out."""
+        devices = [it["device_id"] for it in items]
+        self.store.reserve(devices)
+        for it in items:
+            self.store.adopt(it["device_id"], {
+                "source": it["source"], "plan_id": it.get("plan_id"),
+                "created_by": it.get("created_by"), "due_s": it["due_s"], "created_s": now_s})
+        try:
+            self.publisher.send_many([(it["device_id"], it["value"],
+                                       max(it["valid_until_s"], now_s + 1.0)) for it in items],
+                                     now_s=now_s)
+        except (ValueError, ConnectionError):
+            self.store.forget(devices)
+            raise
 
     def send(self, command: dict[str, Any], now_s: float) -> None:
         self.store.adopt(command["device_id"], command["id"])

@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import ssl
 import struct
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import PUBACK
+from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -41,13 +43,19 @@ class FastClient(mqtt.Client):
 
     With ``raw_sink`` set to ``fn(topic, payload)``, QoS 0/1 PUBLISH packets
     go straight to it (no ``MQTTMessage``, MQTT 5 properties skipped unread)
-    instead of ``on_message``; the PUBACK follows as usual. Nothing else
-    changes. It overrides private paho methods (``_sock_recv``,
-    ``_sock_close``, ``_send_puback``, ``_handle_publish``), checked against
-    paho-mqtt 2.1-2.2.
+    instead of ``on_message``; the PUBACK follows as usual.
+
+    Sending: paho wakes its network thread once per published packet and
+    writes each packet with its own ``send``. Inside :meth:`corked` the
+    packets are only queued and the thread wakes once at the end; the writer
+    joins queued packets into sends of up to 64 KiB. Nothing else changes. It
+    overrides private paho methods (``_sock_recv``, ``_sock_close``,
+    ``_send_puback``, ``_handle_publish``, ``_packet_queue``,
+    ``_packet_write``), checked against paho-mqtt 2.1-2.2.
     """
 
     _CHUNK = 262_144
+    _WRITE_CHUNK = 65_536
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -56,6 +64,8 @@ class FastClient(mqtt.Client):
         self._acks = bytearray()
         self._reading = False
         self.raw_sink: Callable[[str, bytes], None] | None = None
+        self._corked = 0
+        self._cork_lock = threading.Lock()
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
@@ -97,6 +107,82 @@ class FastClient(mqtt.Client):
             return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
         sink(name, packet[end:])
         return self._send_puback(mid) if qos == 1 else mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # -- sending -----------------------------------------------------------------------
+    @contextmanager
+    def corked(self) -> Iterator[None]:
+        """Publish many packets in the block; the network thread is woken once, after it."""
+        with self._cork_lock:
+            self._corked += 1
+        try:
+            yield
+        finally:
+            with self._cork_lock:
+                self._corked -= 1
+                last = self._corked == 0
+            if last and self._out_packet:
+                self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._sockpairW is not None:
+            try:
+                self._sockpairW.send(b"0")
+            except BlockingIOError:
+                pass  # a wake-up is already pending
+        self._call_socket_register_write()
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
+        if not self._corked or self._thread is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _packet_write(self) -> mqtt.MQTTErrorCode:
+        """Write queued packets, several per ``send``.
+
+        Packets that need paho's bookkeeping once written (QoS 0 PUBLISH:
+        ``on_publish``; DISCONNECT: closing) go through paho's own writer.
+        """
+        out = self._out_packet
+        while out:
+            head = out[0]
+            kind = head["command"] & 0xF0
+            if kind == DISCONNECT or (kind == PUBLISH and head["qos"] == 0):
+                return super()._packet_write()
+            batch, size = [], 0
+            while out and size < self._WRITE_CHUNK:
+                p = out[0]
+                k = p["command"] & 0xF0
+                if k == DISCONNECT or (k == PUBLISH and p["qos"] == 0):
+                    break
+                batch.append(out.popleft())
+                size += p["to_process"]
+            data = b"".join(bytes(p["packet"][p["pos"]:]) for p in batch)
+            try:
+                n = self._sock_send(data)
+            except (AttributeError, ValueError):
+                out.extendleft(reversed(batch))
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                out.extendleft(reversed(batch))
+                return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                out.extendleft(reversed(batch))
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+            with self._msgtime_mutex:
+                self._last_msg_out = mqtt.time_func()  # for the keep-alive
+            for i, p in enumerate(batch):
+                step = min(n, p["to_process"])
+                p["pos"] += step
+                p["to_process"] -= step
+                n -= step
+                if p["to_process"]:
+                    out.extendleft(reversed(batch[i:]))  # the socket is full: later
+                    return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0

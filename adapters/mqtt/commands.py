@@ -38,6 +38,7 @@ Typical use (the live service)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -70,6 +71,9 @@ from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
 log = logging.getLogger(__name__)
 
 ACK_FILTER = "sites/+/devices/+/commands/ack"
+# QoS 1 setpoints in flight before paho holds the rest back for PUBACKs: a whole plan step
+# goes out at once (capped by the broker's Receive Maximum when it announces one).
+MAX_INFLIGHT = 20_000
 # Setpoint key per device type code.
 SETPOINT_KEY: dict[int, str] = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
 
@@ -149,7 +153,8 @@ class CommandPublisher:
         and retried. Raises ``ConnectionError`` when the broker did not answer
         within ``wait_s``.
         """
-        client = make_client(self.client_id, persistent=self.persistent)
+        client = make_client(self.client_id, persistent=self.persistent,
+                             max_inflight=MAX_INFLIGHT)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -295,10 +300,12 @@ class CommandPublisher:
         if client is None or not recs:
             return  # not started: stays queued, the ticker publishes it after start
         sent = []
-        for rec in recs:
-            info = client.publish(setpoint_topic(rec.site_id, rec.device_id),
-                                  orjson.dumps(rec.payload()), qos=1, retain=True)
-            sent.append((info.mid, rec.command_id))
+        corked = getattr(client, "corked", None)  # FastClient: one wake-up, few sends
+        with corked() if corked is not None else contextlib.nullcontext():
+            for rec in recs:
+                info = client.publish(setpoint_topic(rec.site_id, rec.device_id),
+                                      orjson.dumps(rec.payload()), qos=1, retain=True)
+                sent.append((info.mid, rec.command_id))
         with self._lock:
             for mid, cid in sent:
                 if mid in self._early_mids:
@@ -370,6 +377,9 @@ class CommandPublisher:
         if reason_failed(reason):
             log.warning("command publisher: connection refused: %s", reason)
             return
+        limit = getattr(properties, "ReceiveMaximum", None)  # MQTT 5: the broker's limit
+        if limit:
+            client.max_inflight_messages_set(min(MAX_INFLIGHT, int(limit)))
         client.subscribe([(ACK_FILTER, SubscribeOptions(qos=1))])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,

@@ -11,7 +11,12 @@ keep rising, with a gap).
 
 A registry command created by the live service (``scheduled``/``pending``)
 is tied to the publisher's record by :meth:`adopt`: the next new record for
-that device takes over the registry row.
+that device takes over the registry row. :meth:`adopt` with the row's fields
+instead of a row id lets a command go out *before* its row exists (a plan
+step published at once); the writer then inserts the row with those fields.
+
+A record the publisher expired because a newer version replaced it is stored
+as ``superseded`` (not a failure).
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ class SqlCommandStore:
         self._flush_lock = threading.Lock()
         self._cache: dict[str, Any] = {}  # command_id -> newest CommandRecord
         self._dirty: dict[str, Any] = {}
-        self._adopt: dict[str, int] = {}  # device_id -> registry row waiting for its record
+        # device_id -> registry row id, or the fields of a row to create, waiting for its record
+        self._adopt: dict[str, int | dict[str, Any]] = {}
         self._row_of: dict[str, int] = {}  # command_id -> registry row id
+        self._new_fields: dict[str, dict[str, Any]] = {}  # command_id -> fields of a new row
         self._version: dict[str, int] = {}  # device -> last version handed out
         self._reserved: dict[str, int] = {}  # device -> highest version persisted as reserved
         self._stop = threading.Event()
@@ -122,19 +129,30 @@ class SqlCommandStore:
                     s.execute(update(t).where(t.c.device_id == bindparam("d"))
                               .values(version=bindparam("v")), old_rows)
 
-    def adopt(self, device_id: str, row_id: int) -> None:
-        """The next new record for ``device_id`` belongs to registry row ``row_id``."""
+    def adopt(self, device_id: str, row: int | dict[str, Any]) -> None:
+        """The next new record for ``device_id`` belongs to registry row ``row`` (its id), or
+        to a row to create with these fields (``source``, ``plan_id``, ``created_by``,
+        ``due_s``, ``created_s``; the rest comes from the record)."""
         with self._lock:
-            self._adopt[device_id] = row_id
+            self._adopt[device_id] = row
+
+    def forget(self, device_ids: list[str]) -> None:
+        """Drop what :meth:`adopt` left for these devices (their send was refused)."""
+        with self._lock:
+            for d in device_ids:
+                self._adopt.pop(d, None)
 
     def save(self, record: Any) -> None:
         with self._lock:
-            if record.command_id not in self._cache and record.command_id not in self._row_of:
+            cid = record.command_id
+            if cid not in self._cache and cid not in self._row_of and cid not in self._new_fields:
                 row = self._adopt.pop(record.device_id, None)
-                if row is not None:
-                    self._row_of[record.command_id] = row
-            self._cache[record.command_id] = record
-            self._dirty[record.command_id] = record
+                if isinstance(row, dict):
+                    self._new_fields[cid] = row
+                elif row is not None:
+                    self._row_of[cid] = row
+            self._cache[cid] = record
+            self._dirty[cid] = record
 
     def get(self, command_id: str) -> Any:
         with self._lock:
@@ -168,24 +186,18 @@ class SqlCommandStore:
             with self._lock:
                 dirty, self._dirty = self._dirty, {}
                 rows = {cid: self._row_of.get(cid) for cid in dirty}
+                fields = {cid: self._new_fields[cid] for cid in dirty if cid in self._new_fields}
             if not dirty:
                 return 0
-            out = []
-            with self.registry.session() as s:
-                by_cid = {c.command_id: c for c in s.scalars(
-                    select(Command).where(Command.command_id.in_(list(dirty))))}
-                by_row = {c.id: c for c in s.scalars(select(Command).where(
-                    Command.id.in_([r for r in rows.values() if r is not None])))}
-                for cid, rec in dirty.items():
-                    c = by_cid.get(cid) or by_row.get(rows[cid])  # type: ignore[arg-type]
-                    if c is None:
-                        c = _new_row(rec)
-                        s.add(c)
-                    _apply(c, rec)
-                    out.append(c)
-                s.flush()
-                recs = [command_record(c) for c in out]
+            try:
+                recs = self._write(dirty, rows, fields)
+            except Exception:
+                with self._lock:  # keep the changes for the next flush (newer ones win)
+                    self._dirty = {**dirty, **self._dirty}
+                raise
             with self._lock:
+                for cid in fields:
+                    self._new_fields.pop(cid, None)  # the row exists now
                 for cid, rec in dirty.items():
                     if rec.terminal and cid not in self._dirty:
                         self._cache.pop(cid, None)
@@ -197,6 +209,25 @@ class SqlCommandStore:
                 except Exception:
                     log.exception("command change listener failed")
         return len(recs)
+
+    def _write(self, dirty: dict[str, Any], rows: dict[str, int | None],
+               fields: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        known = [cid for cid in dirty if cid not in fields]  # rows made here are new
+        with self.registry.session() as s:
+            by_cid = {c.command_id: c for c in s.scalars(
+                select(Command).where(Command.command_id.in_(known)))} if known else {}
+            by_row = {c.id: c for c in s.scalars(select(Command).where(
+                Command.id.in_([r for r in rows.values() if r is not None])))}
+            for cid, rec in dirty.items():
+                c = by_cid.get(cid) or by_row.get(rows[cid])  # type: ignore[arg-type]
+                if c is None:
+                    c = _new_row(rec, fields.get(cid))
+                    s.add(c)
+                _apply(c, rec)
+                out.append(c)
+            s.flush()
+            return [command_record(c) for c in out]
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_s):
@@ -212,11 +243,14 @@ class SqlCommandStore:
         self.flush()
 
 
-def _new_row(rec: Any) -> Command:
+def _new_row(rec: Any, fields: dict[str, Any] | None = None) -> Command:
     kind, value = next(iter(rec.setpoint.items()))
+    f = fields or {}
     return Command(command_id=rec.command_id, site_id=rec.site_id, device_id=rec.device_id,
-                   kind=kind, value=float(value), source="mqtt", status=rec.state,
-                   created_s=rec.issued_at_s, due_s=rec.issued_at_s,
+                   kind=kind, value=float(value), source=f.get("source", "mqtt"),
+                   plan_id=f.get("plan_id"), created_by=f.get("created_by"), status=rec.state,
+                   created_s=f.get("created_s", rec.issued_at_s),
+                   due_s=f.get("due_s", rec.issued_at_s),
                    valid_until_s=rec.valid_until_s, transitions=[], attempts=0)
 
 
@@ -229,6 +263,8 @@ def _apply(c: Command, rec: Any) -> None:
     c.last_sent_s = rec.last_sent_s
     if c.status not in FINAL_STATUSES:
         c.status = rec.state
+        if rec.state == "expired" and (rec.reason or "").startswith("superseded"):
+            c.status = "superseded"  # a newer version replaced it: not a failure
         if rec.state in ("applied", "rejected", "expired") and rec.transitions:
             c.acked_s = rec.transitions[-1][1]
     c.reason = rec.reason

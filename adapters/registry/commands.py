@@ -92,10 +92,12 @@ def add_commands(s: Session, items: list[dict[str, Any]], t_s: float) -> list[di
                      "issued_at_s": None, "last_sent_s": None, "attempts": 0, "acked_s": None,
                      "reason": None, "transitions": [[status, t_s]],
                      "created_by": it.get("created_by")})
-    ids = s.scalars(insert(Command).returning(Command.id, sort_by_parameter_order=True),
-                    rows).all()
-    for r, i in zip(rows, ids, strict=True):
-        r["id"] = i
+    # RETURNING in batches (no parameter order: that falls back to one INSERT per row on
+    # SQLite); rows are matched back by their unique command id.
+    t = Command.__table__
+    ids = dict(s.execute(insert(t).returning(t.c.command_id, t.c.id), rows).all())
+    for r in rows:
+        r["id"] = ids[r["command_id"]]
     return rows
 
 

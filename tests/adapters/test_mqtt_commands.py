@@ -44,7 +44,7 @@ def test_setpoints_are_applied_or_rejected_by_the_device(fleet, mqtt_url):
     try:
         ok = pub.send(bat, 40.0, valid_for_s=60)
         bad = pub.send(pv, -5.0, valid_for_s=60)
-        assert ok.version == 1 and ok.state == QUEUED
+        assert ok.version == 1 and ok.state in (QUEUED, SENT)  # the PUBACK may be back
         assert _pump(emu, lambda: pub.get(ok.command_id).terminal
                      and pub.get(bad.command_id).terminal)
         rec = pub.get(ok.command_id)

@@ -239,3 +239,60 @@ def test_command_store_reserves_versions_in_bulk(registry):
         assert again.next_version("A") > 3 and again.next_version("B") > 1
     finally:
         again.close()
+
+
+def test_command_store_writes_rows_behind_commands_already_sent(registry):
+    """A plan step goes out before its rows exist: adopt() with the row's fields makes the
+    writer insert them with the plan's id, source and author; a record replaced by a newer
+    version is stored as superseded, not as a failure."""
+    from adapters.mqtt.types import CommandRecord
+    from adapters.registry.command_store import SqlCommandStore
+
+    seen = []
+    store = SqlCommandStore(registry, on_change=seen.append, flush_s=60.0)
+    try:
+        fields = {"source": "plan", "plan_id": "p9", "created_by": "olga", "due_s": T0,
+                  "created_s": T0}
+        store.adopt("D", fields)
+        store.adopt("E", dict(fields))
+        store.forget(["E"])  # E's send was refused: nothing of it may stick
+        first = CommandRecord("n-1", "S", "D", 1, {"p_kw": 5.0}, T0, T0 + 900, "queued",
+                              transitions=(("queued", T0),))
+        store.save(first)
+        store.save(first.moved("sent", T0 + 0.1))
+        store.save(CommandRecord("n-2", "S", "E", 1, {"p_kw": 1.0}, T0, T0 + 900, "queued"))
+        assert store.flush() == 2
+        with registry.session() as s:
+            rows = {c["command_id"]: c for c in commands.list_commands(s, limit=10)}
+        d, e = rows["n-1"], rows["n-2"]
+        assert (d["plan_id"], d["source"], d["created_by"], d["status"]) == (
+            "p9", "plan", "olga", "sent")
+        assert (e["plan_id"], e["source"]) == (None, "mqtt")  # not E's forgotten fields
+        store.save(store.get("n-1").moved("expired", T0 + 1, "superseded by version 2"))
+        store.flush()
+        with registry.session() as s:
+            d = commands.get_command(s, d["id"])
+        assert d["status"] == "superseded" and d["reason"] == "superseded by version 2"
+        assert seen[-1]["status"] == "superseded"
+    finally:
+        store.close()
+
+
+def test_command_store_keeps_changes_when_a_write_fails(registry):
+    from adapters.mqtt.types import CommandRecord
+    from adapters.registry.command_store import SqlCommandStore
+
+    store = SqlCommandStore(registry, flush_s=60.0)
+    try:
+        rec = CommandRecord("w-1", "S", "D", 1, {"p_kw": 2.0}, T0, T0 + 60, "queued")
+        store.save(rec)
+        real = store._write
+        store._write = lambda *a: (_ for _ in ()).throw(RuntimeError("database gone"))
+        with pytest.raises(RuntimeError, match="database gone"):
+            store.flush()
+        store._write = real
+        assert store.flush() == 1  # the change was kept for the next flush
+        with registry.session() as s:
+            assert [c["command_id"] for c in commands.list_commands(s, limit=5)] == ["w-1"]
+    finally:
+        store.close()
