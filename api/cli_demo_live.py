@@ -101,7 +101,7 @@ def run_live_demo(args: argparse.Namespace) -> int:
             else:
                 print("an admin exists already; `ecogrid users passwd NAME` sets a password")
             print("Ctrl-C stops everything.\n", flush=True)
-            svc.warm_planner()
+            svc.warm_up()
 
         app = create_app(settings, on_ready=ready)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",

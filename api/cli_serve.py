@@ -197,7 +197,7 @@ def serve(args: argparse.Namespace) -> int:
     def ready(svc: Any) -> None:
         print(f"EcoGrid service on http://{args.host}:{args.port} (API docs at /docs); "
               f"{svc.fleet.n_sites} sites, {svc.fleet.n_devices} devices", flush=True)
-        svc.warm_planner()
+        svc.warm_up()
 
     from api.logs import configure_logging
 

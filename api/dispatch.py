@@ -180,16 +180,17 @@ class Dispatcher:
                                   "valid_until_s": plan["start_s"] + (k + 1) * plan["step_s"],
                                   "source": "plan", "plan_id": plan["id"],
                                   "created_by": plan["decided_by"]})
+            if plan["status"] == "approved" and self.link is not None:
+                # Before the send: the command store's writer is busy right after it.
+                with self.registry.session() as s:
+                    plan_repo.set_status(s, plan["id"], "dispatched")
+                self.notify("plans", {"event": "dispatched", "plan_id": plan["id"]})
             if self._send_new(items, now_s):
                 sent += len(items)
             else:
                 with self.registry.session() as s:
                     cmd_repo.add_commands(s, items, now_s)  # pending: dispatch_due sends them
                 queued += len(items)
-            with self.registry.session() as s:
-                if plan["status"] == "approved" and self.link is not None:
-                    plan_repo.set_status(s, plan["id"], "dispatched")
-                    self.notify("plans", {"event": "dispatched", "plan_id": plan["id"]})
             self._sent_step[plan["id"]] = k
         return sent, queued
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -76,6 +77,12 @@ ACK_FILTER = "sites/+/devices/+/commands/ack"
 MAX_INFLIGHT = 20_000
 # Setpoint key per device type code.
 SETPOINT_KEY: dict[int, str] = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
+
+
+def _uuids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs from one ``os.urandom`` call."""
+    raw = os.urandom(16 * n)
+    return [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * n, 16)]
 
 
 def setpoint_topic(site_id: str, device_id: str) -> str:
@@ -234,21 +241,22 @@ class CommandPublisher:
         now = self.clock() if now_s is None else float(now_s)
         checked = [self._check(d, v, u, now) for d, v, u in items]
         with self._send_lock:
-            recs = []
-            for site_id, device_id, key, value_kw, until in checked:
-                version = self.store.next_version(device_id)
-                recs.append(CommandRecord(str(uuid.uuid4()), site_id, device_id, version,
-                                          {key: value_kw}, now, until, QUEUED,
-                                          transitions=((QUEUED, now),)))
+            client = self._client
+            # Published now (when connected): the first attempt is counted at creation.
+            attempts, sent_s = (1, now) if client is not None else (0, None)
+            recs = [CommandRecord(cid, site_id, device_id, self.store.next_version(device_id),
+                                  {key: value_kw}, now, until, QUEUED, attempts=attempts,
+                                  last_sent_s=sent_s, transitions=((QUEUED, now),))
+                    for cid, (site_id, device_id, key, value_kw, until)
+                    in zip(_uuids(len(checked)), checked, strict=True)]
             with self._lock:
-                client = self._client
                 for rec in recs:
                     for old_id in list(self._by_device.get(rec.device_id, ())):
                         old = self._open[old_id]
                         self._change(old.moved(EXPIRED, now,
                                                f"superseded by version {rec.version}"))
                     self._latest[rec.device_id] = rec.version
-                    self._change(self._attempt(rec, now) if client is not None else rec)
+                    self._change(rec)
                 # A device named twice: only its last command is still open and goes out.
                 out = [self._open[r.command_id] for r in recs if r.command_id in self._open]
             self._publish(client, out)
