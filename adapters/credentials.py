@@ -3,7 +3,8 @@
 Each site gateway gets its own user (``gw-{site}``) that may publish only
 under ``sites/{site}/`` (telemetry, status, acknowledgements) and read only its
 own devices' setpoint topics; the EcoGrid service account reads all telemetry,
-status and acknowledgements and writes all setpoints. Passwords are hashed in
+status and acknowledgements, writes all setpoints, and publishes and reads the
+leader's relayed events (``ecogrid/events/#``, read by the API replicas). Passwords are hashed in
 Mosquitto 2's PBKDF2-SHA512 format (``$7$iterations$salt$hash``, the format
 ``mosquitto_passwd`` writes), so no external tool is needed.
 """
@@ -63,6 +64,8 @@ def service_acl(user: str = SERVICE_USER) -> list[str]:
         "topic read sites/+/devices/+/status",
         "topic read sites/+/devices/+/commands/ack",
         "topic readwrite sites/+/devices/+/commands/setpoint",
+        # the leader relays its WebSocket events to the API replicas (api.replica)
+        "topic readwrite ecogrid/events/#",
     ]
 
 

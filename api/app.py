@@ -4,7 +4,8 @@
 migrations), makes the first admin, loads the fleet (importing the
 configured or generated fleet into an empty registry), builds the
 :class:`~api.service.LiveService`, connects it to the broker (unless
-``mode="offline"``) and starts its loops; on shutdown it closes them in
+``mode="offline"``; ``mode="replica"``: a read replica, :mod:`api.replica`) and
+starts its loops; on shutdown it closes them in
 reverse order. Tests and ``ecogrid serve`` use the same function.
 """
 
@@ -21,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.registry import Registry, open_registry
 from adapters.registry import fleet as fleet_repo
-from api import errors
+from api import errors, replica
 from api.logs import RequestIdMiddleware
 from api.routes import auth, fleet, operations, scenarios, system, ws
 from api.service import LiveService
@@ -73,7 +74,7 @@ def default_planner(settings: Settings | None = None) -> Planner | None:
         log.warning("no optimizer available (%s); plans cannot be computed", exc)
         return None
     if settings is None or settings.optimizer_process:
-        return ProcessPlanner()
+        return ProcessPlanner(nice=settings.optimizer_nice if settings is not None else 10)
     return OptimizerPlanner()
 
 
@@ -111,24 +112,35 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
         registry = await run_in_threadpool(open_registry, settings.registry_url())
         svc: LiveService | None = None
         own_planner: Planner | None = None  # made here, so closed here
+        relay: Any = None  # the leader's events relay (api.replica)
         try:
-            fleet = await run_in_threadpool(load_or_import_fleet, registry, settings)
-            if planner is None and use_default_planner:
-                own_planner = plan_fn = default_planner(settings)
+            if settings.mode == "replica":  # a read replica: no planner, no admin, no import
+                fleet = await run_in_threadpool(replica.replica_fleet, registry, settings)
+                svc = replica.ReplicaService(settings, registry, fleet, clock=clock)
+                app.state.first_admin = None
             else:
-                plan_fn = planner
-            svc = LiveService(settings, registry, fleet, planner=plan_fn, clock=clock)
-            created = await run_in_threadpool(svc.accounts.ensure_admin, settings.admin_user,
-                                              settings.admin_password, clock())
-            app.state.first_admin = created
-            if settings.mode == "live":
+                fleet = await run_in_threadpool(load_or_import_fleet, registry, settings)
+                if planner is None and use_default_planner:
+                    own_planner = plan_fn = default_planner(settings)
+                else:
+                    plan_fn = planner
+                svc = LiveService(settings, registry, fleet, planner=plan_fn, clock=clock)
+                created = await run_in_threadpool(svc.accounts.ensure_admin,
+                                                  settings.admin_user, settings.admin_password,
+                                                  clock())
+                app.state.first_admin = created
+            if settings.mode in ("live", "replica"):
                 await run_in_threadpool(svc.connect_broker)
+            if settings.mode == "live" and settings.events_relay:
+                relay = await run_in_threadpool(replica.start_events_relay, svc)
             await svc.start()
             app.state.service = svc
             if on_ready is not None:
                 on_ready(svc)
             yield
         finally:
+            if relay is not None:
+                await run_in_threadpool(replica.stop_events_relay, svc, relay)
             if svc is not None:
                 await svc.close()
             await run_in_threadpool(_close_planner, own_planner)
@@ -156,6 +168,8 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
 
     mount_dashboard(app)  # the operator's dashboard at / (static files; after the API routes)
 
+    if settings.mode == "replica":  # writes and the leader's files go to the leader
+        app.add_middleware(replica.ForwardToLeader)
     app.add_middleware(LatencyMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line carries request_id
     return app

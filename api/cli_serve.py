@@ -157,8 +157,13 @@ def preflight(settings: Any) -> str | None:
     except RegistryError as exc:
         return str(exc)
     try:
-        load_or_import_fleet(registry, settings)
-    except (FleetError, OSError, ValueError) as exc:
+        if settings.mode == "replica":  # a replica never imports a fleet (api.replica)
+            from api.replica import replica_fleet
+
+            replica_fleet(registry, settings)
+        else:
+            load_or_import_fleet(registry, settings)
+    except (FleetError, OSError, ValueError, RuntimeError) as exc:
         return f"cannot load the fleet: {exc}"
     finally:
         registry.close()

@@ -121,10 +121,17 @@ class Dispatcher:
                         cmd_repo.cancel_plan_commands(s, old["id"], now_s)
                         self._sent_step.pop(old["id"], None)
                 audit_repo.record(s, now_s, user, "plan.approve", f"plan:{plan_id}")
-            self.notify("plans", {"event": "approved", "plan": rec})
-            self.tick(now_s)
-        with self.registry.session() as s:
-            return plan_repo.get_plan(s, plan_id, with_setpoints=False) or rec
+                approved = rec
+                if self.link is not None:  # its current step goes out right below
+                    rec = plan_repo.set_status(s, plan_id, "dispatched")
+            self.notify("plans", {"event": "approved", "plan": approved})
+            if rec["status"] == "dispatched":
+                self.notify("plans", {"event": "dispatched", "plan_id": plan_id})
+            # Straight to the devices: no tick, no second look at the registry.
+            _, queued = self._release_step(rec, now_s, fresh=True)
+            if queued:
+                self.dispatch_due(now_s)
+        return rec
 
     def reject(self, plan_id: str, user: str, now_s: float, reason: str | None = None
                ) -> dict[str, Any]:
@@ -155,44 +162,52 @@ class Dispatcher:
         with self.registry.session() as s:
             in_force = plan_repo.plans_in(s, IN_FORCE, with_setpoints=False)
         for plan in in_force:
-            k = math.floor((now_s - plan["start_s"]) / plan["step_s"])
-            if k < 0 or k >= plan["n_steps"]:
-                continue
-            last = self._sent_step.get(plan["id"])
-            if last is None and plan["status"] == "dispatched":
-                # After a restart: the last step released is that of the plan's newest command.
-                with self.registry.session() as s:
-                    t_last = cmd_repo.last_plan_command_s(s, plan["id"])
-                if t_last is not None:
-                    last = math.floor((t_last - plan["start_s"]) / plan["step_s"])
-            if last is not None and last >= k:
-                continue
-            items = []
-            for kind, series in self._setpoints(plan["id"]).items():
-                for device_id, values in series.items():
-                    v = values[k]
-                    if v is None or (isinstance(v, float) and math.isnan(v)):
-                        continue
-                    if last is not None and values[last] == v:
-                        continue
-                    items.append({"device_id": device_id, "site_id": self._site_of[device_id],
-                                  "kind": kind, "value": v, "due_s": now_s,
-                                  "valid_until_s": plan["start_s"] + (k + 1) * plan["step_s"],
-                                  "source": "plan", "plan_id": plan["id"],
-                                  "created_by": plan["decided_by"]})
-            if plan["status"] == "approved" and self.link is not None:
-                # Before the send: the command store's writer is busy right after it.
-                with self.registry.session() as s:
-                    plan_repo.set_status(s, plan["id"], "dispatched")
-                self.notify("plans", {"event": "dispatched", "plan_id": plan["id"]})
-            if self._send_new(items, now_s):
-                sent += len(items)
-            else:
-                with self.registry.session() as s:
-                    cmd_repo.add_commands(s, items, now_s)  # pending: dispatch_due sends them
-                queued += len(items)
-            self._sent_step[plan["id"]] = k
+            n_sent, n_queued = self._release_step(plan, now_s)
+            sent += n_sent
+            queued += n_queued
         return sent, queued
+
+    def _release_step(self, plan: dict[str, Any], now_s: float, fresh: bool = False
+                      ) -> tuple[int, int]:
+        """Release ``plan``'s step at ``now_s`` unless it went out already (``fresh``: the
+        plan was just approved, nothing of it went out); returns (sent, queued)."""
+        k = math.floor((now_s - plan["start_s"]) / plan["step_s"])
+        if k < 0 or k >= plan["n_steps"]:
+            return 0, 0
+        last = self._sent_step.get(plan["id"])
+        if last is None and plan["status"] == "dispatched" and not fresh:
+            # After a restart: the last step released is that of the plan's newest command.
+            with self.registry.session() as s:
+                t_last = cmd_repo.last_plan_command_s(s, plan["id"])
+            if t_last is not None:
+                last = math.floor((t_last - plan["start_s"]) / plan["step_s"])
+        if last is not None and last >= k:
+            return 0, 0
+        items = []
+        for kind, series in self._setpoints(plan["id"]).items():
+            for device_id, values in series.items():
+                v = values[k]
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                if last is not None and values[last] == v:
+                    continue
+                items.append({"device_id": device_id, "site_id": self._site_of[device_id],
+                              "kind": kind, "value": v, "due_s": now_s,
+                              "valid_until_s": plan["start_s"] + (k + 1) * plan["step_s"],
+                              "source": "plan", "plan_id": plan["id"],
+                              "created_by": plan["decided_by"]})
+        if plan["status"] == "approved" and self.link is not None:
+            # Before the send: the command store's writer is busy right after it.
+            with self.registry.session() as s:
+                plan_repo.set_status(s, plan["id"], "dispatched")
+            self.notify("plans", {"event": "dispatched", "plan_id": plan["id"]})
+        if self._send_new(items, now_s):
+            self._sent_step[plan["id"]] = k
+            return len(items), 0
+        with self.registry.session() as s:
+            cmd_repo.add_commands(s, items, now_s)  # pending: dispatch_due sends them
+        self._sent_step[plan["id"]] = k
+        return 0, len(items)
 
     def _send_new(self, items: list[dict[str, Any]], now_s: float) -> bool:
         """Publish a plan step's commands before their registry rows exist (the link's

@@ -114,6 +114,8 @@ class Hub:
         self._subs: dict[str, set[WsClient]] = {ch: set() for ch in CHANNELS}
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._outbox_lock = threading.Lock()
+        # Sees every publish() (not telemetry), on the loop: the events relay (api.replica).
+        self.tap: Callable[[str, dict[str, Any]], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Remember the event loop that owns the hub (for :meth:`call_soon`)."""
@@ -231,6 +233,8 @@ class Hub:
 
     def publish(self, channel: str, message: dict[str, Any]) -> int:
         """Send ``message`` (a dict, ``type`` set to ``channel``) to every subscriber."""
+        if self.tap is not None:
+            self.tap(channel, message)
         subs = self._subs.get(channel)
         if not subs:
             return 0

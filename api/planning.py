@@ -199,7 +199,8 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _serve(conn: Connection, planner_kwargs: dict[str, Any], log_level: int) -> None:
+def _serve(conn: Connection, planner_kwargs: dict[str, Any], log_level: int,
+           nice: int = 0) -> None:
     """The worker process: one :class:`OptimizerPlanner` and the last fleet sent.
 
     Messages from the parent are ``("plan", fleet_key, fleet or None, state,
@@ -213,6 +214,8 @@ def _serve(conn: Connection, planner_kwargs: dict[str, Any], log_level: int) -> 
     the parent with each reply; stderr is inherited (fatal errors).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)  # a plan is batch work: the service's own threads come first
     devnull = os.open(os.devnull, os.O_WRONLY)  # HiGHS prints its banner on stdout
     os.dup2(devnull, 1)
     os.close(devnull)
@@ -367,11 +370,18 @@ class ProcessPlanner:
         (the time limit covers the solve only, not the model build).
     start_timeout_s : float
         Longest wait for a new worker to import the optimizer [s].
+    nice : int
+        Added to the worker's scheduling niceness (0..19, POSIX): on a busy
+        machine the service, its ingest and the devices get the CPU before a
+        plan does (a plan takes longer; the API does not wait for it).
     """
 
     def __init__(self, time_limit_s: float = 30.0, default_soc: float = 0.5,
                  min_history_s: float = 86400.0, timeout_s: float | None = None,
-                 start_timeout_s: float = 120.0):
+                 start_timeout_s: float = 120.0, nice: int = 10):
+        if not 0 <= nice <= 19:
+            raise ValueError(f"nice must be 0..19 (added to the worker's niceness), got {nice}")
+        self.nice = int(nice)
         self.time_limit_s = time_limit_s
         self.default_soc = default_soc
         self.min_history_s = min_history_s
@@ -459,7 +469,8 @@ class ProcessPlanner:
         kwargs = {"time_limit_s": self.time_limit_s, "default_soc": self.default_soc,
                   "min_history_s": self.min_history_s}
         proc = self._ctx.Process(target=_serve, name="ecogrid-optimizer", daemon=True,
-                                 args=(child_conn, kwargs, logging.getLogger().getEffectiveLevel()))
+                                 args=(child_conn, kwargs, logging.getLogger().getEffectiveLevel(),
+                                       self.nice))
         proc.start()
         child_conn.close()  # the parent keeps one end: EOF when the worker dies
         w = _Worker(proc, parent_conn)

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     optimizer_process: bool = Field(True, description="compute plans in a separate worker "
                                     "process (keeps the API responsive during a solve); "
                                     "false: in the service's process")
+    optimizer_nice: int = Field(10, ge=0, le=19, description="niceness added to the optimizer "
+                                "worker process (POSIX): the service's own work gets the CPU "
+                                "first while a plan is computed")
     plan_step_s: float = Field(900.0, gt=0, description="plan step [s]")
     plan_horizon_s: float = Field(86400.0, gt=0, description="plan horizon [s]")
     plan_ttl_s: float = Field(1800.0, gt=0, description="a proposed plan expires after [s]")
@@ -86,8 +89,17 @@ class Settings(BaseSettings):
                                     "$ECOGRID_DATA_DIR/reports")
     report_schedule: str = Field("", description="scheduled reports, comma-separated of "
                                  "daily, weekly, monthly; empty: none")
-    mode: Literal["live", "offline"] = Field("live", description="offline: no broker "
-                                             "connection (API and registry only)")
+    mode: Literal["live", "offline", "replica"] = Field(
+        "live", description="live: the leader (the single writer); offline: no broker "
+        "connection (API and registry only); replica: a read replica of the API that "
+        "forwards writes to ECOGRID_LEADER_URL (docs/operations.md#scale)")
+    leader_url: str | None = Field(None, description="replica mode: base URL of the leader "
+                                   "(e.g. http://ecogrid-leader:8000); required there")
+    leader_timeout_s: float = Field(120.0, gt=0, description="replica mode: how long a "
+                                    "request forwarded to the leader may take [s]")
+    events_relay: bool = Field(False, description="leader: also publish every WebSocket "
+                               "event (plans, commands, alerts, kpis) to the MQTT topics "
+                               "ecogrid/events/{channel}, for the replicas")
 
     @field_validator("log_level")
     @classmethod
@@ -96,6 +108,21 @@ class Settings(BaseSettings):
         if v not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"{v!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
         return v
+
+    @model_validator(mode="after")
+    def _replica_needs(self) -> Settings:
+        if self.mode != "replica":
+            return self
+        if not self.leader_url:
+            raise ValueError("ECOGRID_LEADER_URL is required when ECOGRID_MODE=replica: the "
+                             "base URL of the leader (e.g. http://ecogrid-leader:8000)")
+        if not self.leader_url.startswith(("http://", "https://")):
+            raise ValueError(f"ECOGRID_LEADER_URL {self.leader_url!r} must start with "
+                             "http:// or https://")
+        if not self.jwt_secret:
+            raise ValueError("ECOGRID_JWT_SECRET is required when ECOGRID_MODE=replica: the "
+                             "leader and its replicas must sign tokens with the same secret")
+        return self
 
     def registry_url(self) -> str:
         """The registry's SQLAlchemy URL (the SQLite default under ``data_dir``)."""
@@ -136,5 +163,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: object) ->
         return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(f"ECOGRID_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                             for e in exc.errors())
+                             if e["loc"] else e["msg"] for e in exc.errors())
         raise ValueError(f"invalid settings: {problems}") from None

@@ -96,6 +96,30 @@ def test_gateway_a_cannot_write_into_b_nor_read_bs_commands(secured):
             c.loop_stop()
 
 
+def test_service_relays_events_that_gateways_cannot_read(secured):
+    """The leader publishes ecogrid/events/#, the API replicas (same account) read it."""
+    broker, creds = secured
+    pw = creds.passwords
+    leader, _ = _client(broker.url, "ecogrid", "svc-pass", "leader")
+    replica, replica_got = _client(broker.url, "ecogrid", "svc-pass", "replica")
+    gw_a, a_got = _client(broker.url, gateway_user("A"), pw[gateway_user("A")], "gw-A-ev")
+    try:
+        replica.subscribe("ecogrid/events/#", qos=0)
+        gw_a.subscribe("ecogrid/events/#", qos=0)  # denied by the ACL
+        time.sleep(0.3)
+        leader.publish("ecogrid/events/plans", b'[{"event": "proposed"}]', qos=0)
+        deadline = time.monotonic() + 5
+        while not replica_got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert replica_got == [("ecogrid/events/plans", b'[{"event": "proposed"}]')]
+        assert a_got == []
+    finally:
+        for c in (leader, replica, gw_a):
+            c.disconnect()
+            c.loop_stop()
+
+
 def test_mosquitto_passwd_tool_agrees_when_present(tmp_path):
     """The system tool, when installed, writes the same format we do."""
     import shutil

@@ -155,6 +155,15 @@ def test_a_bad_state_raises_the_in_process_error(fleet, planner):
     assert planner.worker_pid == pid  # the worker survived
 
 
+def test_the_worker_runs_at_a_lower_priority(planner):
+    planner.start()
+    assert planner.nice == 10
+    assert os.getpriority(os.PRIO_PROCESS, planner.worker_pid) == min(
+        19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    with pytest.raises(ValueError, match=r"nice must be 0\.\.19"):
+        ProcessPlanner(nice=25)
+
+
 def test_the_worker_ignores_sigint(fleet, planner):
     planner.start()
     pid = planner.worker_pid

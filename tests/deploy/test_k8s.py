@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -70,14 +71,18 @@ def _container(kind: str, name: str) -> dict:
     return find(kind, name)["spec"]["template"]["spec"]["containers"][0]
 
 
+SERVE_DEPLOYMENTS = ("ecogrid", "ecogrid-api")  # the leader, the API's read replicas
+
+
 def test_service_deployment_probes_healthz_on_its_port():
-    c = _container("Deployment", "ecogrid")
-    args = parse_cli(c["args"])
-    assert args.command == "serve" and args.host == "0.0.0.0"
-    port = {p["name"]: p["containerPort"] for p in c["ports"]}["http"]
-    assert port == args.port
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    for name in SERVE_DEPLOYMENTS:
+        c = _container("Deployment", name)
+        args = parse_cli(c["args"])
+        assert args.command == "serve" and args.host == "0.0.0.0"
+        port = {p["name"]: p["containerPort"] for p in c["ports"]}["http"]
+        assert port == args.port
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, (name, probe)
     from api.routes import system
 
     assert "/healthz" in {getattr(r, "path", None) for r in system.router.routes}
@@ -91,9 +96,11 @@ def test_configmap_and_secret_carry_only_real_settings():
     assert not set(secret) - known, sorted(set(secret) - known)
     assert {"ECOGRID_JWT_SECRET", "ECOGRID_DATABASE_URL"} <= set(secret)
     assert not set(cm) & set(secret)
-    c = _container("Deployment", "ecogrid")
-    refs = {next(iter(e.values()))["name"] for e in c["envFrom"]}
-    assert refs == {"ecogrid-config", "ecogrid-secrets"}
+    for name in SERVE_DEPLOYMENTS:
+        c = _container("Deployment", name)
+        refs = {next(iter(e.values()))["name"] for e in c["envFrom"]}
+        assert refs == {"ecogrid-config", "ecogrid-secrets"}
+        assert not {e["name"] for e in c.get("env", [])} - known
 
 
 def test_ingress_service_and_deployment_connect():
@@ -101,15 +108,78 @@ def test_ingress_service_and_deployment_connect():
     backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     svc = find("Service", backend["name"])
     port = next(p for p in svc["spec"]["ports"] if p["name"] == backend["port"]["name"])
-    dep = find("Deployment", "ecogrid")
+    # The public entry balances over the API replicas, not the leader.
+    dep = find("Deployment", "ecogrid-api")
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= labels.items()
-    names = {p["name"] for p in _container("Deployment", "ecogrid")["ports"]}
+    leader = find("Deployment", "ecogrid")["spec"]["template"]["metadata"]["labels"]
+    assert not svc["spec"]["selector"].items() <= leader.items()
+    names = {p["name"] for p in _container("Deployment", "ecogrid-api")["ports"]}
     assert port["targetPort"] in names
     ann = ing["metadata"]["annotations"]
     # WebSocket: idle connections stay open for an hour.
     assert int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
     assert int(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+
+
+def _env(name: str) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in _container("Deployment", name).get("env", [])}
+
+
+def test_the_leader_stays_one_pod_and_relays_its_events():
+    dep = find("Deployment", "ecogrid")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [d for d in docs() if d["kind"] == "HorizontalPodAutoscaler"
+                and d["spec"]["scaleTargetRef"]["name"] == "ecogrid"]
+    env = _env("ecogrid")
+    assert env["ECOGRID_MODE"] == "live" and env["ECOGRID_EVENTS_RELAY"] == "true"
+    # The leader's own Service, which the replicas' ECOGRID_LEADER_URL names.
+    url = urlsplit(_env("ecogrid-api")["ECOGRID_LEADER_URL"])
+    svc = find("Service", url.hostname)
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    api = find("Deployment", "ecogrid-api")["spec"]["template"]["metadata"]["labels"]
+    assert not svc["spec"]["selector"].items() <= api.items()
+    port = next(p for p in svc["spec"]["ports"] if p["port"] == url.port)
+    assert port["targetPort"] in {p["name"] for p in _container("Deployment", "ecogrid")["ports"]}
+    # The replicas may reach it (NetworkPolicy).
+    pol = find("NetworkPolicy", "ecogrid-api")
+    assert pol["spec"]["podSelector"]["matchLabels"].items() <= \
+        dep["spec"]["template"]["metadata"]["labels"].items()
+    peers = [f["podSelector"]["matchLabels"] for rule in pol["spec"]["ingress"]
+             for f in rule["from"] if "podSelector" in f]
+    assert any(p.items() <= api.items() for p in peers)
+
+
+def test_api_replicas_scale_with_a_horizontal_pod_autoscaler():
+    dep = find("Deployment", "ecogrid-api")
+    env = _env("ecogrid-api")
+    assert env["ECOGRID_MODE"] == "replica" and env["ECOGRID_LEADER_URL"].startswith("http://")
+    from api.settings import load_settings
+
+    load_settings(mode="replica", leader_url=env["ECOGRID_LEADER_URL"], jwt_secret="x")
+    assert "replicas" not in dep["spec"]  # the autoscaler owns the count
+    hpas = [d for d in docs() if d["kind"] == "HorizontalPodAutoscaler"
+            and d["spec"]["scaleTargetRef"]["name"] == "ecogrid-api"]
+    assert len(hpas) == 1
+    hpa = hpas[0]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["metadata"]["namespace"] == dep["metadata"]["namespace"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "ecogrid-api"}
+    lo, hi = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+    assert lo >= 2 and hi > lo
+    cpu = [m["resource"] for m in hpa["spec"]["metrics"]
+           if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert cpu and 0 < cpu[0]["target"]["averageUtilization"] <= 100
+    # Utilization is relative to the request: every container must have one.
+    for c in dep["spec"]["template"]["spec"]["containers"]:
+        assert c["resources"]["requests"]["cpu"]
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    pdb = find("PodDisruptionBudget", "ecogrid-api")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"].get("maxUnavailable", 0) < lo
 
 
 def _ingest_args(pod: str = "ecogrid-ingest-1") -> tuple[list[str], object]:
@@ -187,7 +257,8 @@ def test_ingest_worker_command_is_a_cli_call():
 
 def test_pods_run_as_the_image_user_with_a_read_only_root():
     uid = int(re.search(r"ARG UID=(\d+)", (ROOT / "Dockerfile").read_text()).group(1))
-    for kind, name in (("Deployment", "ecogrid"), ("StatefulSet", "ecogrid-ingest")):
+    for kind, name in (("Deployment", "ecogrid"), ("Deployment", "ecogrid-api"),
+                       ("StatefulSet", "ecogrid-ingest")):
         spec = find(kind, name)["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] == uid

@@ -1,0 +1,232 @@
+"""A leader and a read replica on one broker and one database (api/replica.py): the
+replica's own telemetry, writes forwarded to the leader, relayed WebSocket events and
+KPIs, and a leader that is away."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from adapters.broker import free_port
+from api.planning import OptimizerPlanner
+from api.replica import needs_leader
+from api.settings import Settings, load_settings
+from tests.api.server import login, running_app, running_emulator, wait_for
+from twin.generator import generate_fleet
+
+pytestmark = pytest.mark.timeout(300)
+
+ADMIN = ("root", "root-pass-1")
+N_SITES = 2
+SECRET = "replica-test-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str
+         ) -> Iterator[dict[str, Any]]:
+    """The leader (live, events relay on) and a replica of it, with the emulator."""
+    lead_dir = tmp_path_factory.mktemp("leader")
+    common: dict[str, Any] = dict(mqtt_url=mqtt_url, jwt_secret=SECRET,
+                                  telemetry_interval_s=0.5)
+    leader = Settings(data_dir=lead_dir, fleet_sites=N_SITES, admin_user=ADMIN[0],
+                      admin_password=ADMIN[1], optimizer_enabled=False, events_relay=True,
+                      dispatch_tick_s=0.2, history_flush_s=0.5, plan_horizon_s=3600.0,
+                      **common)
+    fleet = generate_fleet(n_sites=N_SITES)
+    with running_emulator(fleet, mqtt_url, interval_s=0.5) as emu, \
+            running_app(leader, planner=OptimizerPlanner(time_limit_s=30)) as (lurl, lapp):
+        replica = Settings(data_dir=tmp_path_factory.mktemp("replica"), mode="replica",
+                           database_url=f"sqlite:///{(lead_dir / 'ecogrid.db').resolve()}",
+                           leader_url=lurl, **common)
+        with running_app(replica) as (rurl, rapp):
+            yield {"leader": lurl, "leader_app": lapp, "replica": rurl, "replica_app": rapp,
+                   "emu": emu, "settings": replica}
+
+
+@pytest.fixture(scope="module")
+def rc(pair: dict[str, Any]) -> Iterator[httpx.Client]:
+    """An HTTP client of the replica."""
+    with httpx.Client(base_url=pair["replica"], timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def users(rc: httpx.Client) -> dict[str, dict[str, str]]:
+    """Logins and user creation, all through the replica (forwarded to the leader)."""
+    admin = login(rc, *ADMIN)
+    for name, role in (("olga", "operator"), ("vic", "viewer")):
+        r = rc.post("/api/v1/users", headers=admin,
+                    json={"name": name, "password": f"{name}-pass-1", "role": role})
+        assert r.status_code == 201, r.text
+    return {"admin": admin, "operator": login(rc, "olga", "olga-pass-1"),
+            "viewer": login(rc, "vic", "vic-pass-1")}
+
+
+@contextmanager
+def _ws(base: str, headers: dict[str, str]) -> Iterator[Any]:
+    token = headers["Authorization"].split()[1]
+    with ws_connect(f"{base.replace('http', 'ws')}/api/v1/ws?token={token}",
+                    open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        yield ws
+
+
+def _until(ws: Any, pred: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if pred(msg):
+            return msg
+
+
+def test_which_requests_go_to_the_leader():
+    assert needs_leader("POST", "/api/v1/plans")
+    assert needs_leader("PATCH", "/api/v1/devices/d1")
+    assert needs_leader("DELETE", "/api/v1/users/x")
+    assert needs_leader("GET", "/api/v1/devices/d1/telemetry")
+    assert needs_leader("GET", "/api/v1/history/fleet")
+    assert needs_leader("GET", "/api/v1/reports/2024-05")
+    assert needs_leader("GET", "/api/v1/scenarios/r1/series")
+    for path in ("/api/v1/devices", "/api/v1/devices/d1", "/api/v1/plans", "/api/v1/kpis",
+                 "/api/v1/commands", "/api/v1/alerts", "/healthz", "/metrics", "/"):
+        assert not needs_leader("GET", path), path
+
+
+def test_replica_mode_needs_the_leader_url():
+    with pytest.raises(ValueError, match="ECOGRID_LEADER_URL is required"):
+        load_settings(mode="replica", jwt_secret=SECRET)
+    with pytest.raises(ValueError, match="ECOGRID_JWT_SECRET is required"):
+        load_settings(mode="replica", leader_url="http://ecogrid-leader:8000")
+
+
+def test_replica_serves_devices_with_its_own_live_values(pair, rc, users):
+    svc = pair["replica_app"].state.service
+    assert svc.publisher is None and svc.planner is None and svc.ingest is not None
+    assert svc.ingest.client_id.startswith("ecogrid-replica-") and not svc.ingest.persistent
+    page = rc.get("/api/v1/devices", headers=users["viewer"]).json()
+    assert page["total"] == svc.fleet.n_devices
+    dev = page["items"][0]["id"]
+    live = wait_for(lambda: rc.get(f"/api/v1/devices/{dev}", headers=users["viewer"]
+                                   ).json()["live"].get("last_seen_s"))
+    assert live > 0
+    health = wait_for(lambda: (h := rc.get("/healthz")).status_code == 200 and h.json())
+    assert health["role"] == "replica" and health["broker_connected"]
+    assert health["database"] == "ok" and health["events_connected"]
+    assert health["leader"]["url"] == pair["leader"] and health["leader"]["reachable"]
+    site = svc.fleet.site_id[0]
+    with _ws(pair["replica"], users["viewer"]) as ws:
+        ws.send(json.dumps({"type": "subscribe", "channels": ["telemetry"], "sites": [site]}))
+        tel = _until(ws, lambda m: m["type"] == "telemetry")
+        assert {s["site_id"] for s in tel["samples"]} == {site}
+    # The telemetry history is the leader's: forwarded.
+    r = rc.get(f"/api/v1/devices/{dev}/telemetry", headers=users["viewer"],
+               params={"metric": "p_kw", "start": time.time() - 60})
+    assert r.status_code == 200, r.text
+
+
+def test_kpis_on_the_replica_come_from_the_leader(pair, rc, users):
+    k = wait_for(lambda: (r := rc.get("/api/v1/kpis", headers=users["viewer"])
+                          ).status_code == 200 and r.json(), timeout_s=30)
+    assert k["total_devices"] == pair["leader_app"].state.service.fleet.n_devices
+    assert k["devices_online"] > 0
+
+
+def test_writes_through_the_replica_reach_the_leader(pair, rc, users):
+    wait_for(lambda: rc.get("/healthz").json()["last_ingest_s"])
+    lead = pair["leader_app"].state.service
+    plan = rc.post("/api/v1/plans", headers=users["operator"])
+    assert plan.status_code == 201, plan.text
+    plan = plan.json()
+    assert lead.dispatcher is not None and plan["status"] == "proposed"
+    r = rc.post(f"/api/v1/plans/{plan['id']}/approve", headers=users["viewer"])
+    assert r.status_code == 403 and "operator" in r.json()["error"]
+    r = rc.post(f"/api/v1/plans/{plan['id']}/approve", headers=users["operator"])
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["decided_by"] == "olga"
+
+    def settled() -> list[dict[str, Any]] | None:
+        cmds = rc.get("/api/v1/commands", headers=users["viewer"],
+                      params={"plan_id": plan["id"], "limit": 5000}).json()
+        done = cmds and all(c["status"] in ("applied", "rejected") for c in cmds)
+        return cmds if done else None
+
+    cmds = wait_for(settled, timeout_s=60)
+    emu = pair["emu"]
+    one = next(c for c in cmds if c["status"] == "applied")
+    assert emu.applied_version[lead.fleet.device_row[one["device_id"]]] == one["version"]
+
+
+def test_websocket_on_the_replica_gets_relayed_events_and_approves(pair, rc, users):
+    with _ws(pair["replica"], users["operator"]) as ws:
+        ws.send(json.dumps({"type": "subscribe", "channels": ["plans", "commands"],
+                            "id": "sub"}))
+        _until(ws, lambda m: m["type"] == "reply")
+        plan = rc.post("/api/v1/plans", headers=users["operator"]).json()
+        proposed = _until(ws, lambda m: m["type"] == "plans" and m["event"] == "proposed")
+        assert proposed["plan"]["id"] == plan["id"]
+        ws.send(json.dumps({"type": "approve", "plan_id": plan["id"], "id": "a1"}))
+        # The relayed events may come before or after the reply: collect until both came.
+        seen: list[dict[str, Any]] = []
+
+        def applied(m: dict[str, Any]) -> bool:
+            return (m["type"] == "commands" and m["command"]["status"] == "applied"
+                    and m["command"]["plan_id"] == plan["id"])
+
+        _until(ws, lambda m: seen.append(m) or (any(x["type"] == "reply" for x in seen)
+                                                and any(applied(x) for x in seen)))
+        reply = next(m for m in seen if m["type"] == "reply")
+        assert reply["id"] == "a1" and reply["request"] == "approve" and reply["ok"], reply
+        assert reply["result"]["decided_by"] == "olga"
+        approved = [m for m in seen if m["type"] == "plans" and m["event"] == "approved"]
+        assert [m["plan"]["id"] for m in approved] == [plan["id"]]
+        ws.send(json.dumps({"type": "approve", "plan_id": "nope", "id": "a2"}))
+        bad = _until(ws, lambda m: m["type"] == "reply")
+        assert not bad["ok"] and "nope" in bad["error"]
+    with _ws(pair["replica"], users["viewer"]) as ws:
+        ws.send(json.dumps({"type": "approve", "plan_id": plan["id"], "id": "v1"}))
+        denied = _until(ws, lambda m: m["type"] == "reply")
+        assert not denied["ok"] and "operator" in denied["error"]
+
+
+def test_a_leader_that_is_away_gives_503_naming_it(pair, users):
+    bogus = f"http://127.0.0.1:{free_port()}"
+    settings = pair["settings"].model_copy(update={"leader_url": bogus})
+    with running_app(settings) as (url, app), httpx.Client(base_url=url, timeout=30) as c:
+        r = c.post("/api/v1/plans", headers=users["operator"])
+        assert r.status_code == 503 and bogus in r.json()["error"]
+        r = c.post("/api/v1/auth/token", data={"username": "olga", "password": "x"})
+        assert r.status_code == 503 and bogus in r.json()["error"]
+        health = c.get("/healthz").json()
+        assert health["role"] == "replica" and health["leader"]["reachable"] is False
+        app.state.service._relayed_kpis = None  # none relayed yet
+        r = c.get("/api/v1/kpis", headers=users["viewer"])
+        assert r.status_code == 503 and "relayed" in r.json()["error"]
+        # Reads from the database still work.
+        assert c.get("/api/v1/plans", headers=users["viewer"]).status_code == 200
+        with _ws(url, users["operator"]) as ws:
+            ws.send(json.dumps({"type": "approve", "plan_id": "p", "id": "a"}))
+            reply = _until(ws, lambda m: m["type"] == "reply")
+            assert not reply["ok"] and bogus in reply["error"]
+
+
+def test_serve_in_replica_mode_names_what_is_missing(tmp_path, monkeypatch, capsys):
+    from api.cli import main
+
+    monkeypatch.setenv("ECOGRID_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECOGRID_MODE", "replica")
+    monkeypatch.setenv("ECOGRID_JWT_SECRET", SECRET)
+    assert main(["serve"]) == 2
+    assert "ECOGRID_LEADER_URL is required" in capsys.readouterr().err
+    # A replica never imports a fleet into an empty registry: the leader does.
+    monkeypatch.setenv("ECOGRID_LEADER_URL", "http://127.0.0.1:1")
+    assert main(["serve", "--port", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "start the leader" in err and "Traceback" not in err
