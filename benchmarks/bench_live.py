@@ -157,7 +157,10 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
                                "./bootstrap setup installs it)")
         sub = subprocess.Popen(
             [mosquitto_sub, "-h", target.host, "-p", str(target.port),
-             "-V", "mqttv5", "-q", "1", "-R",  # -R: not the retained setpoints of before
+             # QoS 0: one subscriber for all 2,000+ devices must not be held to the
+             # 20 unacknowledged messages a real device's client allows (libmosquitto's
+             # default Receive Maximum); -R: not the retained setpoints of before.
+             "-V", "mqttv5", "-q", "0", "-R",
              "-F", "%U", "-t", "sites/+/devices/+/commands/setpoint"], stdout=sink)
     try:
         time.sleep(1.0)

@@ -123,6 +123,15 @@ class FastClient(mqtt.Client):
             if last and self._out_packet:
                 self._wake_writer()
 
+    def limit_inflight(self, n: int) -> None:
+        """Messages with QoS > 0 in flight at once (0: no limit), also while connected
+        (paho's setter refuses that): called from ``on_connect`` with the broker's
+        Receive Maximum. Without a limit paho never walks its queue on a PUBACK."""
+        if n < 0:
+            raise ValueError(f"inflight limit must be >= 0, got {n}")
+        with self._out_message_mutex:
+            self._max_inflight_messages = int(n)
+
     def _wake_writer(self) -> None:
         if self._sockpairW is not None:
             try:

@@ -72,9 +72,10 @@ from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
 log = logging.getLogger(__name__)
 
 ACK_FILTER = "sites/+/devices/+/commands/ack"
-# QoS 1 setpoints in flight before paho holds the rest back for PUBACKs: a whole plan step
-# goes out at once (capped by the broker's Receive Maximum when it announces one).
-MAX_INFLIGHT = 20_000
+# QoS 1 setpoints in flight before paho holds the rest back for PUBACKs: none (0), so a
+# whole plan step goes out at once, unless the broker announces a Receive Maximum. (With a
+# limit, paho walks all unacknowledged messages on every PUBACK: quadratic in a burst.)
+MAX_INFLIGHT = 0
 # Setpoint key per device type code.
 SETPOINT_KEY: dict[int, str] = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
 
@@ -386,8 +387,8 @@ class CommandPublisher:
             log.warning("command publisher: connection refused: %s", reason)
             return
         limit = getattr(properties, "ReceiveMaximum", None)  # MQTT 5: the broker's limit
-        if limit:
-            client.max_inflight_messages_set(min(MAX_INFLIGHT, int(limit)))
+        if hasattr(client, "limit_inflight"):
+            client.limit_inflight(int(limit) if limit else MAX_INFLIGHT)
         client.subscribe([(ACK_FILTER, SubscribeOptions(qos=1))])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,

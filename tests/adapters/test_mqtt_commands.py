@@ -173,6 +173,7 @@ def test_bursts_from_many_threads_while_pubacks_return_do_not_deadlock(mqtt_url)
     pub = CommandPublisher(fleet, MemoryCommandStore(), client_id="cmd-burst",
                            ack_timeout_s=0.05, check_interval_s=0.01).start(mqtt_url)
     errors: list[BaseException] = []
+    assert pub._client.max_inflight_messages == 0  # the broker announced no limit
 
     def burst(k: int) -> None:
         try:
@@ -224,3 +225,29 @@ def test_send_many_checks_every_item_before_anything_goes_out(fleet):
     assert first.reason == f"superseded by version {second.version}"
     assert {r.command_id for r in pub.open_commands()} == {second.command_id,
                                                            other.command_id}
+
+
+def test_a_burst_respects_the_brokers_receive_maximum(tmp_path):
+    """A broker that announces a Receive Maximum (Mosquitto's max_inflight_messages) gets
+    at most that many unacknowledged setpoints at once, and still every one of a burst;
+    without one the publisher keeps no limit (a plan step goes out at once)."""
+    from adapters.broker import Broker
+    from adapters.mqtt.store import MemoryCommandStore
+
+    fleet = generate_fleet(12, seed=9)
+    ids = [str(d) for r, d in enumerate(fleet.device_id)
+           if int(fleet.device_type[r]) in SETPOINT_KEY]
+    with Broker(tmp_path / "mq", extra_config=("max_inflight_messages 5",)) as broker:
+        pub = CommandPublisher(fleet, MemoryCommandStore(), client_id="cmd-rm").start(broker.url)
+        try:
+            assert pub._client.max_inflight_messages == 5
+            until = time.time() + 60
+            pub.send_many([(d, 3.0, until) for d in ids])
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and any(
+                    r.state == QUEUED for r in pub.open_commands()):
+                time.sleep(0.05)
+            assert {r.state for r in pub.open_commands()} == {SENT}
+            assert len(pub.open_commands()) == len(ids) > 5
+        finally:
+            pub.stop()
