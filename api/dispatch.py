@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -99,8 +100,10 @@ class Dispatcher:
     def approve(self, plan_id: str, user: str, now_s: float) -> dict[str, Any]:
         """Approve a proposed plan and release its current step's setpoints at once."""
         with log_context(plan_id=plan_id):
+            t0 = time.perf_counter()
             rec = self._approve(plan_id, user, now_s)
-            log.info("plan approved by %s", user)
+            log.info("plan approved by %s; its current step went out in %.0f ms", user,
+                     (time.perf_counter() - t0) * 1000.0)
             return rec
 
     def _approve(self, plan_id: str, user: str, now_s: float) -> dict[str, Any]:

@@ -38,7 +38,6 @@ Typical use (the live service)::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -308,13 +307,13 @@ class CommandPublisher:
         and not ``_lock``."""
         if client is None or not recs:
             return  # not started: stays queued, the ticker publishes it after start
-        sent = []
-        corked = getattr(client, "corked", None)  # FastClient: one wake-up, few sends
-        with corked() if corked is not None else contextlib.nullcontext():
-            for rec in recs:
-                info = client.publish(setpoint_topic(rec.site_id, rec.device_id),
-                                      orjson.dumps(rec.payload()), qos=1, retain=True)
-                sent.append((info.mid, rec.command_id))
+        messages = [(setpoint_topic(r.site_id, r.device_id), orjson.dumps(r.payload()))
+                    for r in recs]
+        if hasattr(client, "publish_many"):  # FastClient: one wake-up, few sends
+            mids = client.publish_many(messages, retain=True)
+        else:
+            mids = [client.publish(t, p, qos=1, retain=True).mid for t, p in messages]
+        sent = [(mid, r.command_id) for mid, r in zip(mids, recs, strict=True)]
         with self._lock:
             for mid, cid in sent:
                 if mid in self._early_mids:
