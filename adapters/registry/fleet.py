@@ -31,7 +31,8 @@ def site_record(r: Site) -> dict[str, Any]:
             "tags": list(r.tags or [])}
 
 
-def device_record(r: Device) -> dict[str, Any]:
+def device_record(r: Any) -> dict[str, Any]:
+    """A device as a dict, from its ORM object or a Core row of the ``devices`` table."""
     return {"id": r.id, "site_id": r.site_id, "type": r.type, **r.params, "status": r.status,
             "tags": list(r.tags or [])}
 
@@ -166,8 +167,8 @@ def list_devices(s: Session, *, site_id: str | None = None, type: str | None = N
     if q:
         like = f"%{q}%"
         cond.append(or_(Device.id.ilike(like), Device.site_id.ilike(like)))
-    query = select(Device).where(*cond)
-    rows = s.scalars(query.order_by(column.desc() if desc else column, Device.id)).all()
+    query = select(Device.__table__).where(*cond)  # Core rows: no ORM object per device
+    rows = s.execute(query.order_by(column.desc() if desc else column, Device.id)).all()
     if tag:
         rows = [r for r in rows if tag in (r.tags or [])]
     total = len(rows)
