@@ -8,11 +8,13 @@ commit-on-success context manager.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,6 +74,22 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
+def json_dumps(value: object) -> str:
+    """JSON columns are written with orjson (a plan's setpoint series are megabytes); NaN
+    becomes null, as JSON (and PostgreSQL) require."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY
+                        | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_loads(text: str | bytes) -> object:
+    """JSON columns are read with orjson; rows written by an older version with the
+    standard library may hold NaN, which only it reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str, schema: str | None = None) -> Engine:
     """Create an engine for ``url``; SQLite files get WAL and foreign keys.
 
@@ -82,11 +100,13 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False},
+                               json_serializer=json_dumps, json_deserializer=json_loads)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
-        kwargs = {}
+        kwargs: dict[str, object] = {"json_serializer": json_dumps,
+                                     "json_deserializer": json_loads}
         if schema:
             kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
         return create_engine(url, pool_pre_ping=True, pool_size=10, **kwargs)

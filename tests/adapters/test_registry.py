@@ -296,3 +296,15 @@ def test_command_store_keeps_changes_when_a_write_fails(registry):
             assert [c["command_id"] for c in commands.list_commands(s, limit=5)] == ["w-1"]
     finally:
         store.close()
+
+
+def test_json_columns_are_strict_json_and_read_older_rows():
+    import math
+
+    import numpy as np
+
+    from adapters.registry.db import json_dumps, json_loads
+
+    assert json_dumps({"a": [1.5, float("nan")], 3: np.float32(2.0)}) == '{"a":[1.5,null],"3":2.0}'
+    old = json_loads('{"x": NaN, "y": [1, 2]}')  # written by the standard library before
+    assert math.isnan(old["x"]) and old["y"] == [1, 2]
