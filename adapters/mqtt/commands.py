@@ -249,6 +249,11 @@ class CommandPublisher:
                                   last_sent_s=sent_s, transitions=((QUEUED, now),))
                     for cid, (site_id, device_id, key, value_kw, until)
                     in zip(_uuids(len(checked)), checked, strict=True)]
+            # A device named twice: only its last command goes out (the others are
+            # superseded below). Out first: the devices do not wait for the bookkeeping.
+            last = {r.device_id: r for r in recs}
+            out = [r for r in recs if last[r.device_id] is r]
+            mids = self._send_packets(client, out)
             with self._lock:
                 for rec in recs:
                     for old_id in list(self._by_device.get(rec.device_id, ())):
@@ -257,9 +262,7 @@ class CommandPublisher:
                                                f"superseded by version {rec.version}"))
                     self._latest[rec.device_id] = rec.version
                     self._change(rec)
-                # A device named twice: only its last command is still open and goes out.
-                out = [self._open[r.command_id] for r in recs if r.command_id in self._open]
-            self._publish(client, out)
+                self._map_mids(mids, out)
         with self._lock:
             return [self._open.get(r.command_id) or self.store.get(r.command_id) or r
                     for r in recs]
@@ -303,24 +306,33 @@ class CommandPublisher:
         return replace(rec, attempts=rec.attempts + 1, last_sent_s=now)
 
     def _publish(self, client: Any, recs: list[CommandRecord]) -> None:
-        """Publish records (their attempt already counted); call holding ``_send_lock``
-        and not ``_lock``."""
+        """Publish tracked records (their attempt already counted); call holding
+        ``_send_lock`` and not ``_lock``."""
+        mids = self._send_packets(client, recs)
+        with self._lock:
+            self._map_mids(mids, recs)
+
+    @staticmethod
+    def _send_packets(client: Any, recs: list[CommandRecord]) -> list[int]:
+        """Hand the records' setpoints to paho; returns their message ids ([] when not
+        started: they stay queued and the ticker publishes them after start)."""
         if client is None or not recs:
-            return  # not started: stays queued, the ticker publishes it after start
+            return []
         messages = [(setpoint_topic(r.site_id, r.device_id), orjson.dumps(r.payload()))
                     for r in recs]
         if hasattr(client, "publish_many"):  # FastClient: one wake-up, few sends
-            mids = client.publish_many(messages, retain=True)
-        else:
-            mids = [client.publish(t, p, qos=1, retain=True).mid for t, p in messages]
-        sent = [(mid, r.command_id) for mid, r in zip(mids, recs, strict=True)]
-        with self._lock:
-            for mid, cid in sent:
-                if mid in self._early_mids:
-                    self._early_mids.discard(mid)
-                    self._mark_sent(cid)
-                else:
-                    self._mid[mid] = cid
+            return list(client.publish_many(messages, retain=True))
+        return [client.publish(t, p, qos=1, retain=True).mid for t, p in messages]
+
+    def _map_mids(self, mids: list[int], recs: list[CommandRecord]) -> None:
+        """Tie message ids to their commands (holding ``_lock``, records tracked); a
+        PUBACK that came first marks its command sent now."""
+        for mid, rec in zip(mids, recs, strict=False):  # no mids: not started
+            if mid in self._early_mids:
+                self._early_mids.discard(mid)
+                self._mark_sent(rec.command_id)
+            else:
+                self._mid[mid] = rec.command_id
 
     # -- state changes ---------------------------------------------------------
     def _emit(self, rec: CommandRecord) -> None:
