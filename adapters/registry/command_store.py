@@ -26,9 +26,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
-from adapters.registry.commands import FINAL_STATUSES, WIRE_STATES, command_record
+from adapters.registry.commands import FINAL_STATUSES, WIRE_STATES
 from adapters.registry.db import Registry
 from adapters.registry.models import Command, DeviceVersion
 
@@ -98,8 +98,6 @@ class SqlCommandStore:
     def reserve(self, device_ids: list[str]) -> None:
         """Make sure the next version of each device is reserved, in one transaction
         (so that sending to thousands of devices needs no database write per device)."""
-        from sqlalchemy import bindparam, insert, update
-
         with self._lock:
             need = [d for d in dict.fromkeys(device_ids)
                     if d not in self._version or self._version[d] + 1 > self._reserved[d]]
@@ -212,22 +210,37 @@ class SqlCommandStore:
 
     def _write(self, dirty: dict[str, Any], rows: dict[str, int | None],
                fields: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
+        """Store the changed records in one transaction: Core rows, one executemany
+        UPDATE and one INSERT (a plan step changes thousands of commands at once; ORM
+        objects for them held the GIL for a second)."""
+        t = Command.__table__
         known = [cid for cid in dirty if cid not in fields]  # rows made here are new
+        row_ids = [r for r in rows.values() if r is not None]
         with self.registry.session() as s:
-            by_cid = {c.command_id: c for c in s.scalars(
-                select(Command).where(Command.command_id.in_(known)))} if known else {}
-            by_row = {c.id: c for c in s.scalars(select(Command).where(
-                Command.id.in_([r for r in rows.values() if r is not None])))}
+            by_cid = {r.command_id: dict(r._mapping) for r in s.execute(
+                select(t).where(t.c.command_id.in_(known)))} if known else {}
+            by_row = {r.id: dict(r._mapping) for r in s.execute(
+                select(t).where(t.c.id.in_(row_ids)))} if row_ids else {}
+            out, changed, new = [], [], []
             for cid, rec in dirty.items():
                 c = by_cid.get(cid) or by_row.get(rows[cid])  # type: ignore[arg-type]
                 if c is None:
                     c = _new_row(rec, fields.get(cid))
-                    s.add(c)
+                    new.append(c)
+                else:
+                    changed.append(c)
                 _apply(c, rec)
                 out.append(c)
-            s.flush()
-            return [command_record(c) for c in out]
+            if changed:
+                s.execute(update(t).where(t.c.id == bindparam("row_id"))
+                          .values({k: bindparam(f"new_{k}") for k in _UPDATED}),
+                          [{"row_id": c["id"], **{f"new_{k}": c[k] for k in _UPDATED}}
+                           for c in changed])
+            if new:
+                ids = dict(s.execute(insert(t).returning(t.c.command_id, t.c.id), new).all())
+                for c in new:
+                    c["id"] = ids[c["command_id"]]
+            return [{k: c.get(k) for k in _RECORD_KEYS} for c in out]
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_s):
@@ -243,33 +256,44 @@ class SqlCommandStore:
         self.flush()
 
 
-def _new_row(rec: Any, fields: dict[str, Any] | None = None) -> Command:
+# Columns a record change writes, and the keys of the registry record (commands.command_record).
+_UPDATED: tuple[str, ...] = ("command_id", "version", "issued_at_s", "valid_until_s", "attempts",
+                             "last_sent_s", "status", "acked_s", "reason", "transitions")
+_RECORD_KEYS: tuple[str, ...] = ("id", "command_id", "site_id", "device_id", "version", "kind",
+                                 "value", "source", "plan_id", "status", "created_s", "due_s",
+                                 "valid_until_s", "issued_at_s", "last_sent_s", "attempts",
+                                 "acked_s", "reason", "transitions", "created_by")
+
+
+def _new_row(rec: Any, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The column values of a registry row for a record it has none for yet."""
     kind, value = next(iter(rec.setpoint.items()))
     f = fields or {}
-    return Command(command_id=rec.command_id, site_id=rec.site_id, device_id=rec.device_id,
-                   kind=kind, value=float(value), source=f.get("source", "mqtt"),
-                   plan_id=f.get("plan_id"), created_by=f.get("created_by"), status=rec.state,
-                   created_s=f.get("created_s", rec.issued_at_s),
-                   due_s=f.get("due_s", rec.issued_at_s),
-                   valid_until_s=rec.valid_until_s, transitions=[], attempts=0)
+    return {"command_id": rec.command_id, "site_id": rec.site_id, "device_id": rec.device_id,
+            "kind": kind, "value": float(value), "source": f.get("source", "mqtt"),
+            "plan_id": f.get("plan_id"), "created_by": f.get("created_by"),
+            "status": rec.state, "created_s": f.get("created_s", rec.issued_at_s),
+            "due_s": f.get("due_s", rec.issued_at_s), "valid_until_s": rec.valid_until_s,
+            "transitions": [], "attempts": 0, "acked_s": None}
 
 
-def _apply(c: Command, rec: Any) -> None:
-    c.command_id = rec.command_id
-    c.version = rec.version
-    c.issued_at_s = rec.issued_at_s
-    c.valid_until_s = rec.valid_until_s
-    c.attempts = rec.attempts
-    c.last_sent_s = rec.last_sent_s
-    if c.status not in FINAL_STATUSES:
-        c.status = rec.state
+def _apply(c: dict[str, Any], rec: Any) -> None:
+    """Bring the row values ``c`` up to the publisher's record ``rec``."""
+    c["command_id"] = rec.command_id
+    c["version"] = rec.version
+    c["issued_at_s"] = rec.issued_at_s
+    c["valid_until_s"] = rec.valid_until_s
+    c["attempts"] = rec.attempts
+    c["last_sent_s"] = rec.last_sent_s
+    if c["status"] not in FINAL_STATUSES:
+        c["status"] = rec.state
         if rec.state == "expired" and (rec.reason or "").startswith("superseded"):
-            c.status = "superseded"  # a newer version replaced it: not a failure
+            c["status"] = "superseded"  # a newer version replaced it: not a failure
         if rec.state in ("applied", "rejected", "expired") and rec.transitions:
-            c.acked_s = rec.transitions[-1][1]
-    c.reason = rec.reason
-    before = [t for t in (c.transitions or []) if t[0] in ("scheduled", "pending")]
-    c.transitions = before + [[st, t] for st, t in rec.transitions]
+            c["acked_s"] = rec.transitions[-1][1]
+    c["reason"] = rec.reason
+    before = [t for t in (c.get("transitions") or []) if t[0] in ("scheduled", "pending")]
+    c["transitions"] = before + [[st, t] for st, t in rec.transitions]
 
 
 def to_command_record(c: Command) -> Any:
