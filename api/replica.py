@@ -425,6 +425,7 @@ class ReplicaService(LiveService):
         super().__init__(settings, registry, fleet, planner=None, **kwargs)
         assert settings.leader_url  # checked by Settings
         self.leader = Leader(settings.leader_url, settings.leader_timeout_s)
+        self.devices.max_age_s = 30.0  # fleet edits go through the leader: see them soon
         self.events: EventsFeed | None = None
         self._relayed_kpis: dict[str, Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

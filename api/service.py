@@ -92,7 +92,9 @@ class LiveService:
                                      valid_for_s=settings.setpoint_valid_s)
         self.dispatcher.on_sent = self.metrics.commands_sent.inc
         self.scenarios = ScenarioJobs(registry, settings.data_dir / "scenarios", clock)
-        self.devices = DeviceView(registry)
+        # The service's own admin routes invalidate the view; the reload only picks up
+        # changes made around it (a replica's view reloads more often: api.replica).
+        self.devices = DeviceView(registry, max_age_s=300.0)
         self._kpis: dict[str, Any] | None = None  # the newest figures, for GET /kpis
         self._kpis_mono_s = 0.0
         self._first_ingest_mono_s: float | None = None
