@@ -165,6 +165,8 @@ class CommandPublisher:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        if hasattr(client, "raw_sink"):  # FastClient: acks as (topic, payload), no MQTTMessage
+            client.raw_sink = self._on_raw
         client.on_publish = self._on_publish
         self._client = client
         connect(client, url, blocking=False, ca_file=self.ca_file)
@@ -418,6 +420,12 @@ class CommandPublisher:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         self.handle_ack(msg.topic, msg.payload)
+
+    def _on_raw(self, topic: str, payload: bytes) -> None:
+        try:  # on paho's network thread: an error here must not stop it
+            self.handle_ack(topic, payload)
+        except Exception:
+            log.exception("acknowledgement on %s could not be applied", topic)
 
     def handle_ack(self, topic: str, payload: bytes, now_s: float | None = None) -> str:
         """Apply one acknowledgement; returns what happened (``"received"``,
