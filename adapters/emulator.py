@@ -40,7 +40,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from adapters.mqtt.client import parse_broker_url
+from adapters.mqtt.client import FastClient, parse_broker_url
 from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
 from twin.model import Twin
 from twin.solar import clear_sky, sun_position
@@ -151,8 +151,10 @@ class Emulator:
     # -- connections -------------------------------------------------------------
     def _make(self, site_row: int) -> mqtt.Client:
         site = str(self.fleet.site_id[site_row])
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gw-{site}",
-                        protocol=mqtt.MQTTv5, userdata=site_row)
+        # FastClient: buffered reads, setpoints as raw (topic, payload): a plan step sends
+        # thousands at once and the emulator answers each twice.
+        c = FastClient(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gw-{site}",
+                       protocol=mqtt.MQTTv5, userdata=site_row)
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)
         user, password = self.credentials.get(site, (self.target.username, self.target.password))
@@ -163,6 +165,7 @@ class Emulator:
         c.will_set(f"sites/{site}/status", b"offline", qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
+        c.raw_sink = lambda topic, payload: self._on_setpoint(c, site_row, topic, payload)
         c.on_disconnect = self._on_disconnect
         return c
 
@@ -296,11 +299,14 @@ class Emulator:
 
     # -- setpoints ---------------------------------------------------------------
     def _on_message(self, c: mqtt.Client, site_row: int, msg: mqtt.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
-        if len(parts) != 6 or not msg.payload:
+        self._on_setpoint(c, site_row, msg.topic, msg.payload)
+
+    def _on_setpoint(self, c: mqtt.Client, site_row: int, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        if len(parts) != 6 or not payload:
             return
         now = self.clock()
-        ack = self.handle_setpoint(site_row, parts[3], msg.payload, now)
+        ack = self.handle_setpoint(site_row, parts[3], payload, now)
         for a in ack:
             c.publish(f"sites/{parts[1]}/devices/{parts[3]}/commands/ack", orjson.dumps(a),
                       qos=1)
