@@ -11,6 +11,7 @@ file is given).
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import struct
 import threading
@@ -239,6 +240,13 @@ class FastClient(mqtt.Client):
                     out.extendleft(reversed(batch[i:]))  # the socket is full: later
                     return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _create_socket_connection(self) -> socket.socket:
+        sock = super()._create_socket_connection()
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small packets (a setpoint, an ack) go out at once, not after the peer's ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0
