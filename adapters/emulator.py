@@ -164,7 +164,6 @@ class Emulator:
             c.tls_set_context(ssl.create_default_context())
         c.will_set(f"sites/{site}/status", b"offline", qos=1, retain=True)
         c.on_connect = self._on_connect
-        c.on_message = self._on_message
         c.raw_sink = lambda topic, payload: self._on_setpoint(c, site_row, topic, payload)
         c.on_disconnect = self._on_disconnect
         return c
@@ -298,9 +297,6 @@ class Emulator:
             self.published += 1
 
     # -- setpoints ---------------------------------------------------------------
-    def _on_message(self, c: mqtt.Client, site_row: int, msg: mqtt.MQTTMessage) -> None:
-        self._on_setpoint(c, site_row, msg.topic, msg.payload)
-
     def _on_setpoint(self, c: mqtt.Client, site_row: int, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
         if len(parts) != 6 or not payload:

@@ -461,20 +461,14 @@ class ReplicaService(LiveService):
             await self.leader.check(self.clock())
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
-        self._tasks.clear()
-        for part in (self.events, self.ingest):
-            if part is not None:
-                await asyncio.to_thread(part.stop)
+        await super().close()
         await self.leader.aclose()
-        self.store.close()
-        self.scenarios.close()
+
+    def _connections(self) -> tuple[Any, ...]:
+        return self.events, self.ingest
+
+    def _save_state(self) -> None:
+        """Nothing: the KPI ledger is the leader's."""
 
     # -- reads -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -242,11 +242,19 @@ class LiveService:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks.clear()
-        for part in (self.publisher, self.ingest):
+        for part in self._connections():
             if part is not None:
                 await asyncio.to_thread(part.stop)
         self.store.close()
         self.scenarios.close()
+        self._save_state()
+
+    def _connections(self) -> tuple[Any, ...]:
+        """The broker connections :meth:`close` stops."""
+        return self.publisher, self.ingest
+
+    def _save_state(self) -> None:
+        """What :meth:`close` keeps for the next start (the KPI ledger)."""
         self.ledger.save()
 
     async def _every(self, period_s: float, fn: Callable[[], Any], name: str) -> None:
@@ -535,28 +543,28 @@ class PublisherLink(CommandLink):
 
     def send_many(self, commands: list[dict[str, Any]], now_s: float) -> None:
         """Publish many registry commands in one go (nothing goes out when one is refused)."""
-        for c in commands:
-            self.store.adopt(c["device_id"], c["id"])
-        self.publisher.send_many([(c["device_id"], c["value"],
-                                   max(c["valid_until_s"], now_s + 1.0)) for c in commands],
-                                 now_s=now_s)
+        self._send([(c, c["id"]) for c in commands], now_s)
 
     def send_new(self, items: list[dict[str, Any]], now_s: float) -> None:
         """Publish new commands (dispatcher items, no registry row yet) at once; their rows
         are written behind by the command store. All or nothing: raises ``ValueError`` or
         ``ConnectionError`` when one is refused, and then nothing went out."""
-        devices = [it["device_id"] for it in items]
-        self.store.reserve(devices)
-        for it in items:
-            self.store.adopt(it["device_id"], {
-                "source": it["source"], "plan_id": it.get("plan_id"),
-                "created_by": it.get("created_by"), "due_s": it["due_s"], "created_s": now_s})
+        self.store.reserve([it["device_id"] for it in items])
+        self._send([(it, {"source": it["source"], "plan_id": it.get("plan_id"),
+                          "created_by": it.get("created_by"), "due_s": it["due_s"],
+                          "created_s": now_s}) for it in items], now_s)
+
+    def _send(self, commands: list[tuple[dict[str, Any], Any]], now_s: float) -> None:
+        """Tie each command to its registry row (an id, or the fields of a row the store
+        writes later) and publish them all; a refused batch leaves no tie behind."""
+        for c, row in commands:
+            self.store.adopt(c["device_id"], row)
         try:
-            self.publisher.send_many([(it["device_id"], it["value"],
-                                       max(it["valid_until_s"], now_s + 1.0)) for it in items],
-                                     now_s=now_s)
+            self.publisher.send_many([(c["device_id"], c["value"],
+                                       max(c["valid_until_s"], now_s + 1.0))
+                                      for c, _ in commands], now_s=now_s)
         except (ValueError, ConnectionError):
-            self.store.forget(devices)
+            self.store.forget([c["device_id"] for c, _ in commands])
             raise
 
     def send(self, command: dict[str, Any], now_s: float) -> None:

@@ -10,13 +10,13 @@ file is given).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -110,7 +110,7 @@ class FastClient(mqtt.Client):
         return self._send_puback(mid) if qos == 1 else mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # -- sending -----------------------------------------------------------------------
-    @contextmanager
+    @contextlib.contextmanager
     def corked(self) -> Iterator[None]:
         """Publish many packets in the block; the network thread is woken once, after it."""
         with self._cork_lock:
@@ -182,10 +182,8 @@ class FastClient(mqtt.Client):
 
     def _wake_writer(self) -> None:
         if self._sockpairW is not None:
-            try:
+            with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
                 self._sockpairW.send(b"0")
-            except BlockingIOError:
-                pass  # a wake-up is already pending
         self._call_socket_register_write()
 
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,

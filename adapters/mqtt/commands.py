@@ -164,9 +164,7 @@ class CommandPublisher:
                              max_inflight=MAX_INFLIGHT)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        if hasattr(client, "raw_sink"):  # FastClient: acks as (topic, payload), no MQTTMessage
-            client.raw_sink = self._on_raw
+        client.raw_sink = self._on_raw  # acks as (topic, payload), without paho's messages
         client.on_publish = self._on_publish
         self._client = client
         connect(client, url, blocking=False, ca_file=self.ca_file)
@@ -322,9 +320,7 @@ class CommandPublisher:
             return []
         messages = [(setpoint_topic(r.site_id, r.device_id), orjson.dumps(r.payload()))
                     for r in recs]
-        if hasattr(client, "publish_many"):  # FastClient: one wake-up, few sends
-            return list(client.publish_many(messages, retain=True))
-        return [client.publish(t, p, qos=1, retain=True).mid for t, p in messages]
+        return client.publish_many(messages, retain=True)  # one wake-up, few sends
 
     def _map_mids(self, mids: list[int], recs: list[CommandRecord]) -> None:
         """Tie message ids to their commands (holding ``_lock``, records tracked); a
@@ -400,8 +396,7 @@ class CommandPublisher:
             log.warning("command publisher: connection refused: %s", reason)
             return
         limit = getattr(properties, "ReceiveMaximum", None)  # MQTT 5: the broker's limit
-        if hasattr(client, "limit_inflight"):
-            client.limit_inflight(int(limit) if limit else MAX_INFLIGHT)
+        client.limit_inflight(int(limit) if limit else MAX_INFLIGHT)
         client.subscribe([(ACK_FILTER, SubscribeOptions(qos=1))])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,
@@ -417,9 +412,6 @@ class CommandPublisher:
                 self._early_mids.add(mid)  # the sender records this mid in a moment
                 return
             self._mark_sent(cid)
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        self.handle_ack(msg.topic, msg.payload)
 
     def _on_raw(self, topic: str, payload: bytes) -> None:
         try:  # on paho's network thread: an error here must not stop it

@@ -12,8 +12,8 @@ from adapters.registry import alerts as alert_repo
 from adapters.registry import audit as audit_repo
 from adapters.registry import commands as cmd_repo
 from adapters.registry import plans as plan_repo
-from adapters.registry.db import json_dumps
 from api.deps import Admin, Operator, Service, Viewer
+from api.hub import dumps
 from api.schemas import GroupSetpointIn, RejectIn, SetpointIn
 
 router = APIRouter(tags=["operations"])
@@ -47,7 +47,7 @@ def get_plan(plan_id: str, user: Viewer, svc: Service,
         raise RegistryError(f"no plan {plan_id!r}")
     # A plan's series are ~10^6 numbers for the reference fleet: orjson, not the generic
     # encoder (which took a second of the service's GIL per request).
-    return Response(json_dumps(rec), media_type="application/json")
+    return Response(dumps(rec), media_type="application/json")
 
 
 @router.post("/plans/{plan_id}/approve", summary="Approve a proposed plan (operator)")

@@ -12,12 +12,19 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import connect as ws_connect
 
 from api.settings import Settings
 from tests.adapters.registry_fixtures import postgres_schema
 from tests.alerting.smtp_sink import smtp_sink
-from tests.api.server import login, running_app, running_emulator, wait_for
+from tests.api.server import (
+    add_staff,
+    login,
+    running_app,
+    running_emulator,
+    wait_for,
+    ws_session,
+    ws_until,
+)
 from twin.fleet import BATTERY
 from twin.generator import generate_fleet
 
@@ -45,33 +52,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[d
                 svc.alerts.manager.clear_after_s = 1.0  # quick clearing for the test
                 svc.alerts.watch.config.setpoint_delay_s = 1.0
                 with httpx.Client(base_url=url, timeout=60) as client:
-                    admin = login(client, *ADMIN)
-                    for name, role in (("olga", "operator"), ("vic", "viewer")):
-                        r = client.post("/api/v1/users", headers=admin, json={
-                            "name": name, "password": f"{name}-pass-1", "role": role})
-                        assert r.status_code == 201, r.text
                     yield {"url": url, "app": app, "svc": svc, "emu": emu, "client": client,
-                           "inbox": inbox, "admin": admin,
-                           "operator": login(client, "olga", "olga-pass-1"),
-                           "viewer": login(client, "vic", "vic-pass-1")}
+                           "inbox": inbox, **add_staff(client, login(client, *ADMIN))}
 
 
 @contextmanager
 def _ws_alerts(base: str, headers: dict[str, str]) -> Iterator[Any]:
-    token = headers["Authorization"].split()[1]
-    with ws_connect(f"{base.replace('http', 'ws')}/api/v1/ws?token={token}",
-                    open_timeout=30) as ws:
-        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+    with ws_session(base, headers) as ws:
         ws.send(json.dumps({"type": "subscribe", "channels": ["alerts"], "id": "a"}))
         yield ws
-
-
-def _until(ws: Any, pred: Any, timeout_s: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-        if pred(msg):
-            return msg
 
 
 def test_rules_crud_roles_and_errors(stack):
@@ -108,7 +97,7 @@ def test_rule_takes_effect_without_restart_and_is_pushed_and_mailed(stack):
         rule = c.post("/api/v1/alert-rules", headers=admin, json={
             "name": "voltage present", "metric": "v", "op": ">", "threshold": 1.0,
             "duration_s": 0.5, "severity": "critical", "device_id": dev}).json()
-        opened = _until(ws, lambda m: m["type"] == "alerts" and m["event"] == "opened"
+        opened = ws_until(ws, lambda m: m["type"] == "alerts" and m["event"] == "opened"
                         and m["alert"]["kind"] == "threshold")
         a = opened["alert"]
         assert a["device_id"] == dev and a["rule_id"] == rule["id"]
@@ -123,7 +112,7 @@ def test_rule_takes_effect_without_restart_and_is_pushed_and_mailed(stack):
         assert "lead@example.org" in mail[0]["To"]
         # disabling the rule clears the alert
         c.patch(f"/api/v1/alert-rules/{rule['id']}", headers=admin, json={"enabled": False})
-        cleared = _until(ws, lambda m: m["type"] == "alerts" and m["event"] == "cleared")
+        cleared = ws_until(ws, lambda m: m["type"] == "alerts" and m["event"] == "cleared")
         assert cleared["alert"]["id"] == a["id"] and cleared["alert"]["cleared_s"]
 
 
@@ -139,7 +128,7 @@ def test_battery_ignoring_setpoints_and_rejected_commands(stack):
         r = c.post(f"/api/v1/devices/{bad_id}/setpoint", headers=stack["operator"],
                    json={"value_kw": value})
         assert r.status_code == 201, r.text
-        opened = _until(ws, lambda m: m["type"] == "alerts" and m["event"] == "opened"
+        opened = ws_until(ws, lambda m: m["type"] == "alerts" and m["event"] == "opened"
                         and m["alert"]["kind"] == "setpoint_deviation", 40)
         assert opened["alert"]["device_id"] == bad_id
         # a device that refuses the command: its applied version is ahead of ours
@@ -147,7 +136,7 @@ def test_battery_ignoring_setpoints_and_rejected_commands(stack):
         r = c.post(f"/api/v1/devices/{other_id}/setpoint", headers=stack["operator"],
                    json={"value_kw": 0.0})
         assert r.status_code == 201, r.text
-        rej = _until(ws, lambda m: m["type"] == "alerts" and m["event"] == "opened"
+        rej = ws_until(ws, lambda m: m["type"] == "alerts" and m["event"] == "opened"
                      and m["alert"]["kind"] == "command_rejected", 40)
         assert rej["alert"]["device_id"] == other_id and "not newer" in rej["alert"]["message"]
     emu.faults.clear(bad)

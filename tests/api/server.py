@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -78,3 +79,34 @@ def wait_for(check: Any, timeout_s: float = 30.0, every_s: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         time.sleep(every_s)
+
+
+def add_staff(client: httpx.Client, admin: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Create operator ``olga`` and viewer ``vic`` as ``admin``; the three logins' headers."""
+    for name, role in (("olga", "operator"), ("vic", "viewer")):
+        r = client.post("/api/v1/users", headers=admin,
+                        json={"name": name, "password": f"{name}-pass-1", "role": role})
+        assert r.status_code == 201, r.text
+    return {"admin": admin, "operator": login(client, "olga", "olga-pass-1"),
+            "viewer": login(client, "vic", "vic-pass-1")}
+
+
+@contextmanager
+def ws_session(base: str, headers: dict[str, str]) -> Iterator[Any]:
+    """A WebSocket on ``base``'s API with the token of ``headers``, past its welcome."""
+    from websockets.sync.client import connect
+
+    token = headers["Authorization"].split()[1]
+    with connect(f"{base.replace('http', 'ws')}/api/v1/ws?token={token}",
+                 open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        yield ws
+
+
+def ws_until(ws: Any, pred: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The next WebSocket message for which ``pred(message)`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if pred(msg):
+            return msg

@@ -5,18 +5,23 @@ the WebSocket following it."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import connect as ws_connect
 
 from api.planning import OptimizerPlanner
 from api.settings import Settings
-from tests.api.server import login, running_app, running_emulator, wait_for
+from tests.api.server import (
+    add_staff,
+    login,
+    running_app,
+    running_emulator,
+    wait_for,
+    ws_session,
+    ws_until,
+)
 from twin.generator import generate_fleet
 
 pytestmark = pytest.mark.timeout(300)  # a hang fails with every thread's stack
@@ -46,30 +51,7 @@ def client(live: tuple[str, Any, Any]) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def users(client: httpx.Client) -> dict[str, dict[str, str]]:
-    admin = login(client, *ADMIN)
-    for name, role in (("olga", "operator"), ("vic", "viewer")):
-        r = client.post("/api/v1/users", headers=admin,
-                        json={"name": name, "password": f"{name}-pass-1", "role": role})
-        assert r.status_code == 201
-    return {"admin": admin, "operator": login(client, "olga", "olga-pass-1"),
-            "viewer": login(client, "vic", "vic-pass-1")}
-
-
-@contextmanager
-def _ws(base: str, headers: dict[str, str]) -> Iterator[Any]:
-    token = headers["Authorization"].split()[1]
-    with ws_connect(f"{base.replace('http', 'ws')}/api/v1/ws?token={token}",
-                    open_timeout=30) as ws:
-        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
-        yield ws
-
-
-def _until(ws: Any, pred: Any, timeout_s: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-        if pred(msg):
-            return msg
+    return add_staff(client, login(client, *ADMIN))
 
 
 def test_ingest_reaches_health_and_websocket(live, client, users):
@@ -77,12 +59,12 @@ def test_ingest_reaches_health_and_websocket(live, client, users):
     health = wait_for(lambda: (h := client.get("/healthz").json())["last_ingest_s"] and h)
     assert health["broker_connected"] and health["status"] == "ok"
     site = app.state.service.fleet.site_id[1]
-    with _ws(base, users["viewer"]) as ws:
+    with ws_session(base, users["viewer"]) as ws:
         ws.send(json.dumps({"type": "subscribe", "channels": ["telemetry"], "sites": [site],
                             "id": "s1"}))
-        reply = _until(ws, lambda m: m["type"] == "reply")
+        reply = ws_until(ws, lambda m: m["type"] == "reply")
         assert reply["id"] == "s1" and reply["ok"] and reply["result"]["sites"] == [site]
-        tel = _until(ws, lambda m: m["type"] == "telemetry")
+        tel = ws_until(ws, lambda m: m["type"] == "telemetry")
         assert tel["samples"] and {s["site_id"] for s in tel["samples"]} == {site}
         assert all("p_kw" in s for s in tel["samples"])
     k = client.get("/api/v1/kpis", headers=users["viewer"]).json()
@@ -97,19 +79,19 @@ def test_plan_approval_over_websocket_applies_setpoints(live, client, users):
     assert plan["status"] == "proposed"
     r = client.post(f"/api/v1/plans/{plan['id']}/approve", headers=users["viewer"])
     assert r.status_code == 403
-    with _ws(base, users["viewer"]) as vws:
+    with ws_session(base, users["viewer"]) as vws:
         vws.send(json.dumps({"type": "approve", "plan_id": plan["id"], "id": "v1"}))
-        denied = _until(vws, lambda m: m["type"] == "reply")
+        denied = ws_until(vws, lambda m: m["type"] == "reply")
         assert denied["id"] == "v1" and not denied["ok"] and "operator" in denied["error"]
-    with _ws(base, users["operator"]) as ws:
+    with ws_session(base, users["operator"]) as ws:
         ws.send(json.dumps({"type": "subscribe", "channels": ["plans", "commands"],
                             "id": "sub"}))
-        _until(ws, lambda m: m["type"] == "reply")
+        ws_until(ws, lambda m: m["type"] == "reply")
         ws.send(json.dumps({"type": "approve", "plan_id": plan["id"], "id": "a1"}))
-        reply = _until(ws, lambda m: m["type"] == "reply")
+        reply = ws_until(ws, lambda m: m["type"] == "reply")
         assert reply["id"] == "a1" and reply["ok"], reply
         assert reply["result"]["decided_by"] == "olga"
-        applied = _until(ws, lambda m: m["type"] == "commands"
+        applied = ws_until(ws, lambda m: m["type"] == "commands"
                          and m["command"]["status"] == "applied")
         assert applied["command"]["plan_id"] == plan["id"]
 

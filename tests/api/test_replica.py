@@ -7,18 +7,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import connect as ws_connect
 
 from adapters.broker import free_port
 from api.planning import OptimizerPlanner
 from api.replica import needs_leader
 from api.settings import Settings, load_settings
-from tests.api.server import login, running_app, running_emulator, wait_for
+from tests.api.server import (
+    add_staff,
+    login,
+    running_app,
+    running_emulator,
+    wait_for,
+    ws_session,
+    ws_until,
+)
 from twin.generator import generate_fleet
 
 pytestmark = pytest.mark.timeout(300)
@@ -60,30 +66,7 @@ def rc(pair: dict[str, Any]) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def users(rc: httpx.Client) -> dict[str, dict[str, str]]:
     """Logins and user creation, all through the replica (forwarded to the leader)."""
-    admin = login(rc, *ADMIN)
-    for name, role in (("olga", "operator"), ("vic", "viewer")):
-        r = rc.post("/api/v1/users", headers=admin,
-                    json={"name": name, "password": f"{name}-pass-1", "role": role})
-        assert r.status_code == 201, r.text
-    return {"admin": admin, "operator": login(rc, "olga", "olga-pass-1"),
-            "viewer": login(rc, "vic", "vic-pass-1")}
-
-
-@contextmanager
-def _ws(base: str, headers: dict[str, str]) -> Iterator[Any]:
-    token = headers["Authorization"].split()[1]
-    with ws_connect(f"{base.replace('http', 'ws')}/api/v1/ws?token={token}",
-                    open_timeout=30) as ws:
-        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
-        yield ws
-
-
-def _until(ws: Any, pred: Any, timeout_s: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-        if pred(msg):
-            return msg
+    return add_staff(rc, login(rc, *ADMIN))
 
 
 def test_which_requests_go_to_the_leader():
@@ -121,9 +104,9 @@ def test_replica_serves_devices_with_its_own_live_values(pair, rc, users):
     assert health["database"] == "ok" and health["events_connected"]
     assert health["leader"]["url"] == pair["leader"] and health["leader"]["reachable"]
     site = svc.fleet.site_id[0]
-    with _ws(pair["replica"], users["viewer"]) as ws:
+    with ws_session(pair["replica"], users["viewer"]) as ws:
         ws.send(json.dumps({"type": "subscribe", "channels": ["telemetry"], "sites": [site]}))
-        tel = _until(ws, lambda m: m["type"] == "telemetry")
+        tel = ws_until(ws, lambda m: m["type"] == "telemetry")
         assert {s["site_id"] for s in tel["samples"]} == {site}
     # The telemetry history is the leader's: forwarded.
     r = rc.get(f"/api/v1/devices/{dev}/telemetry", headers=users["viewer"],
@@ -165,12 +148,12 @@ def test_writes_through_the_replica_reach_the_leader(pair, rc, users):
 
 
 def test_websocket_on_the_replica_gets_relayed_events_and_approves(pair, rc, users):
-    with _ws(pair["replica"], users["operator"]) as ws:
+    with ws_session(pair["replica"], users["operator"]) as ws:
         ws.send(json.dumps({"type": "subscribe", "channels": ["plans", "commands"],
                             "id": "sub"}))
-        _until(ws, lambda m: m["type"] == "reply")
+        ws_until(ws, lambda m: m["type"] == "reply")
         plan = rc.post("/api/v1/plans", headers=users["operator"]).json()
-        proposed = _until(ws, lambda m: m["type"] == "plans" and m["event"] == "proposed")
+        proposed = ws_until(ws, lambda m: m["type"] == "plans" and m["event"] == "proposed")
         assert proposed["plan"]["id"] == plan["id"]
         ws.send(json.dumps({"type": "approve", "plan_id": plan["id"], "id": "a1"}))
         # The relayed events may come before or after the reply: collect until both came.
@@ -180,7 +163,7 @@ def test_websocket_on_the_replica_gets_relayed_events_and_approves(pair, rc, use
             return (m["type"] == "commands" and m["command"]["status"] == "applied"
                     and m["command"]["plan_id"] == plan["id"])
 
-        _until(ws, lambda m: seen.append(m) or (any(x["type"] == "reply" for x in seen)
+        ws_until(ws, lambda m: seen.append(m) or (any(x["type"] == "reply" for x in seen)
                                                 and any(applied(x) for x in seen)))
         reply = next(m for m in seen if m["type"] == "reply")
         assert reply["id"] == "a1" and reply["request"] == "approve" and reply["ok"], reply
@@ -188,11 +171,11 @@ def test_websocket_on_the_replica_gets_relayed_events_and_approves(pair, rc, use
         approved = [m for m in seen if m["type"] == "plans" and m["event"] == "approved"]
         assert [m["plan"]["id"] for m in approved] == [plan["id"]]
         ws.send(json.dumps({"type": "approve", "plan_id": "nope", "id": "a2"}))
-        bad = _until(ws, lambda m: m["type"] == "reply")
+        bad = ws_until(ws, lambda m: m["type"] == "reply")
         assert not bad["ok"] and "nope" in bad["error"]
-    with _ws(pair["replica"], users["viewer"]) as ws:
+    with ws_session(pair["replica"], users["viewer"]) as ws:
         ws.send(json.dumps({"type": "approve", "plan_id": plan["id"], "id": "v1"}))
-        denied = _until(ws, lambda m: m["type"] == "reply")
+        denied = ws_until(ws, lambda m: m["type"] == "reply")
         assert not denied["ok"] and "operator" in denied["error"]
 
 
@@ -211,9 +194,9 @@ def test_a_leader_that_is_away_gives_503_naming_it(pair, users):
         assert r.status_code == 503 and "relayed" in r.json()["error"]
         # Reads from the database still work.
         assert c.get("/api/v1/plans", headers=users["viewer"]).status_code == 200
-        with _ws(url, users["operator"]) as ws:
+        with ws_session(url, users["operator"]) as ws:
             ws.send(json.dumps({"type": "approve", "plan_id": "p", "id": "a"}))
-            reply = _until(ws, lambda m: m["type"] == "reply")
+            reply = ws_until(ws, lambda m: m["type"] == "reply")
             assert not reply["ok"] and bogus in reply["error"]
 
 
