@@ -11,7 +11,9 @@ time with clear-sky weather and publishes the whole site's telemetry on
 Setpoints follow docs/protocol.md: a setpoint is applied only when its version
 is newer than the last applied one and its ``valid_until`` has not passed;
 outside the device's limits it is rejected with a reason; each is acknowledged
-``received`` then ``applied`` or ``rejected``; when the validity of the applied
+once, ``applied`` or ``rejected`` (an emulated device applies at once, so it
+sends no ``received`` first), and the acknowledgements of one read of a
+gateway's socket go out together; when the validity of the applied
 setpoint runs out the device returns to its safe default (NaN setpoint:
 battery idle, no PV curtailment, EV at its own limit).
 
@@ -140,8 +142,9 @@ class Emulator:
         self._online: set[int] = set()
         self._pending: list[tuple[float, int, str, bytes]] = []  # delayed/jittered publishes
         self._requests: deque[Callable[[], None]] = deque()  # from other threads, run in poll
+        self._acks_out: list[tuple[str, bytes]] = []  # of the socket being read, sent after it
         self.published = 0
-        self.acks = {"received": 0, "applied": 0, "rejected": 0}
+        self.acks = {"applied": 0, "rejected": 0}
         self.t_s: float | None = None
         self.clock: Callable[[], float] = time.time
         self.faults = DeviceFaults(n)  # fault injection for alert tests and benchmarks
@@ -151,8 +154,8 @@ class Emulator:
     # -- connections -------------------------------------------------------------
     def _make(self, site_row: int) -> mqtt.Client:
         site = str(self.fleet.site_id[site_row])
-        # FastClient: buffered reads, setpoints as raw (topic, payload): a plan step sends
-        # thousands at once and the emulator answers each twice.
+        # FastClient: buffered reads, setpoints as raw (topic, payload), acks written
+        # together: a plan step sends thousands at once and the emulator answers each.
         c = FastClient(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gw-{site}",
                        protocol=mqtt.MQTTv5, userdata=site_row)
         c.max_inflight_messages_set(1000)
@@ -266,6 +269,9 @@ class Emulator:
                 c = by_fd[fd]
                 if ev & (select.POLLIN | select.POLLERR | select.POLLHUP):
                     c.loop_read(100)
+                    if self._acks_out:  # the setpoints just read, answered in one go
+                        acks, self._acks_out = self._acks_out, []
+                        c.publish_many(acks)
                 if ev & select.POLLOUT and c.socket() is not None:
                     c.loop_write()
         self._misc()
@@ -302,19 +308,20 @@ class Emulator:
         if len(parts) != 6 or not payload:
             return
         now = self.clock()
-        ack = self.handle_setpoint(site_row, parts[3], payload, now)
-        for a in ack:
-            c.publish(f"sites/{parts[1]}/devices/{parts[3]}/commands/ack", orjson.dumps(a),
-                      qos=1)
+        for a in self.handle_setpoint(site_row, parts[3], payload, now):
+            self._acks_out.append((f"sites/{parts[1]}/devices/{parts[3]}/commands/ack",
+                                   orjson.dumps(a)))
             self.acks[a["status"]] += 1
 
     def handle_setpoint(self, site_row: int, device_id: str, payload: bytes,
                         now_s: float) -> list[dict[str, Any]]:
         """Apply one setpoint message per the protocol; returns the acks to send.
 
-        A re-delivery of the version already applied is confirmed ``applied``
-        again (a lost acknowledgement heals); an empty list means there is no
-        command id to answer to.
+        One ack, ``applied`` or ``rejected`` with its reason: the emulated device
+        applies at once, so it sends no ``received`` before. A re-delivery of the
+        version already applied is confirmed ``applied`` again (a lost
+        acknowledgement heals); an empty list means there is no command id to
+        answer to.
         """
         try:
             cmd = orjson.loads(payload)
@@ -328,17 +335,14 @@ class Emulator:
             return [self._ack(cid, version, "rejected", now_s, "version is not an integer")]
         if version == self.applied_version[row]:  # re-delivery: confirm again, change nothing
             return [self._ack(cid, version, "applied", now_s)]
-        acks = [self._ack(cid, version, "received", now_s)]
         reason = self._check(row, version, cmd, now_s)
         if reason:
-            acks.append(self._ack(cid, version, "rejected", now_s, reason))
-            return acks
+            return [self._ack(cid, version, "rejected", now_s, reason)]
         key = "p_kw" if self.fleet.device_type[row] == BATTERY else "p_limit_kw"
         self.setpoint[row] = float(cmd["setpoint"][key])
         self.applied_version[row] = version
         self.valid_until_s[row] = float(cmd["valid_until"])
-        acks.append(self._ack(cid, version, "applied", now_s))
-        return acks
+        return [self._ack(cid, version, "applied", now_s)]
 
     def _check(self, row: int, version: int, cmd: dict[str, Any], now_s: float) -> str | None:
         if version < self.applied_version[row]:

@@ -47,9 +47,11 @@ class FastClient(mqtt.Client):
     instead of ``on_message``; the PUBACK follows as usual.
 
     Sending: paho wakes its network thread once per published packet and
-    writes each packet with its own ``send``. Inside :meth:`corked` the
-    packets are only queued and the thread wakes once at the end; the writer
-    joins queued packets into sends of up to 64 KiB. Nothing else changes. It
+    writes each packet with its own ``send`` (without a network thread, it
+    writes each at once). Inside :meth:`corked` the packets are only queued
+    and, at the end, the thread wakes once (without one, they are written
+    there and then); the writer joins queued packets into sends of up to
+    64 KiB. Nothing else changes. It
     overrides private paho methods (``_sock_recv``, ``_sock_close``,
     ``_send_puback``, ``_handle_publish``, ``_packet_queue``,
     ``_packet_write``), checked against paho-mqtt 2.1-2.2.
@@ -112,7 +114,7 @@ class FastClient(mqtt.Client):
     # -- sending -----------------------------------------------------------------------
     @contextlib.contextmanager
     def corked(self) -> Iterator[None]:
-        """Publish many packets in the block; the network thread is woken once, after it."""
+        """Publish many packets in the block; they are written together after it."""
         with self._cork_lock:
             self._corked += 1
         try:
@@ -123,6 +125,19 @@ class FastClient(mqtt.Client):
                 last = self._corked == 0
             if last and self._out_packet:
                 self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._thread is None and self._on_socket_register_write is None:
+            # The owner runs the loop (the emulator): write now, as paho's publish does,
+            # unless inside one of paho's callbacks (the owner's loop writes them next).
+            if self._in_callback_mutex.acquire(False):
+                self._in_callback_mutex.release()
+                self.loop_write()
+            return
+        if self._sockpairW is not None:
+            with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
+                self._sockpairW.send(b"0")
+        self._call_socket_register_write()
 
     def publish_many(self, messages: list[tuple[str, bytes]], *, retain: bool = False
                      ) -> list[int]:
@@ -180,15 +195,9 @@ class FastClient(mqtt.Client):
         with self._out_message_mutex:
             self._max_inflight_messages = int(n)
 
-    def _wake_writer(self) -> None:
-        if self._sockpairW is not None:
-            with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
-                self._sockpairW.send(b"0")
-        self._call_socket_register_write()
-
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
                       info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
-        if not self._corked or self._thread is None:
+        if not self._corked:
             return super()._packet_queue(command, packet, mid, qos, info)
         self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
                                  "to_process": len(packet), "packet": packet, "info": info})
