@@ -12,7 +12,6 @@ threads. Wall-clock time enters here only, through ``clock``.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import logging
 import secrets
@@ -33,6 +32,7 @@ from adapters.registry.command_store import SqlCommandStore
 from api.accounts import Accounts
 from api.device_view import DeviceView
 from api.dispatch import Dispatcher
+from api.heap import HeapPolicy
 from api.history import TelemetryHistory
 from api.hub import Hub, WsClient
 from api.kpis import KpiLedger
@@ -99,6 +99,7 @@ class LiveService:
         # The service's own admin routes invalidate the view; the reload only picks up
         # changes made around it (a replica's view reloads more often: api.replica).
         self.devices = DeviceView(registry, max_age_s=300.0)
+        self.heap = HeapPolicy(settings.gc_sweep_s)
         self._kpis: dict[str, Any] | None = None  # the newest figures, for GET /kpis
         self._kpis_mono_s = 0.0
         self._first_ingest_mono_s: float | None = None
@@ -193,7 +194,7 @@ class LiveService:
         self.hub.bind(asyncio.get_running_loop())
         asyncio.get_running_loop().run_in_executor(None, self._preload_devices)
         loops = [(self._dispatch_loop, "dispatch"), (self._history_loop, "history"),
-                 (self._kpi_loop, "kpis")]
+                 (self._kpi_loop, "kpis"), (self._heap_loop, "heap")]
         loops.append((self.alerts.run, "alerts"))
         from api.reports import scheduler_for  # issue 7: scheduled reports
 
@@ -211,7 +212,7 @@ class LiveService:
         thread), and in the background start the planner's worker process now (the
         first plan then does not wait for the optimizer's imports) and, once the
         device view is loaded, take the start-up heap out of the garbage collector's
-        sight (:func:`settle_heap`)."""
+        sight and keep full collections short (:class:`api.heap.HeapPolicy`)."""
         sys.setswitchinterval(GIL_SWITCH_S)
 
         def run() -> None:
@@ -222,7 +223,7 @@ class LiveService:
             except Exception:
                 log.exception("starting the optimizer worker failed; the first plan retries")
             self._preloaded.wait(120)
-            settle_heap()
+            self.heap.settle()
 
         threading.Thread(target=run, name="ecogrid-warm-up", daemon=True).start()
 
@@ -247,6 +248,7 @@ class LiveService:
                 await asyncio.to_thread(part.stop)
         self.store.close()
         self.scenarios.close()
+        self.heap.close()
         self._save_state()
 
     def _connections(self) -> tuple[Any, ...]:
@@ -274,6 +276,13 @@ class LiveService:
 
     async def _history_loop(self) -> None:
         await self._every(self.settings.history_flush_s, self.snapshot, "history snapshot")
+
+    async def _heap_loop(self, check_s: float = 10.0) -> None:
+        """Sweep the frozen heap when due (only after :meth:`warm_up` froze it)."""
+        def sweep() -> None:
+            if self.heap.sweep_due():
+                self.heap.sweep()
+        await self._every(check_s, sweep, "heap sweep")
 
     async def _kpi_loop(self, refresh_s: float = 1.0, push_every: int = 5) -> None:
         """Recompute the KPIs every ``refresh_s`` (off the event loop) for ``GET /kpis``;
@@ -510,19 +519,6 @@ class LiveService:
         raise ValueError(f"unknown request type {kind!r}")
 
 
-def settle_heap() -> None:
-    """Take what start-up allocated (imported modules, the fleet, registry and device
-    caches: millions of objects) out of the garbage collector's sight.
-
-    Every full (generation 2) collection walks all tracked objects; with the
-    service's start-up heap that is a 200+ ms pause of every thread, which showed
-    as REST, WebSocket and approval latency. After ``gc.freeze()`` a full
-    collection walks only what was allocated since (a few ms).
-    """
-    gc.collect()
-    gc.freeze()
-
-
 def _str(msg: dict[str, Any], key: str) -> str:
     v = msg.get(key)
     if not isinstance(v, str) or not v:
@@ -559,6 +555,7 @@ class PublisherLink(CommandLink):
         writes later) and publish them all; a refused batch leaves no tie behind."""
         for c, row in commands:
             self.store.adopt(c["device_id"], row)
+        self.store.hold()  # its rows are written after the burst is out
         try:
             self.publisher.send_many([(c["device_id"], c["value"],
                                        max(c["valid_until_s"], now_s + 1.0))
