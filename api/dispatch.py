@@ -92,6 +92,7 @@ class Dispatcher:
                 plan_repo.set_status(s, old["id"], "superseded", reason=f"newer plan {plan['id']}")
                 self.notify("plans", {"event": "superseded", "plan_id": old["id"]})
             rec = plan_repo.add_plan(s, plan)
+        self.registry.checkpoint()  # now, not in the commit of its approval
         # Keep the newest proposal's series at hand: approving it then reads no JSON.
         self._plan_cache = {plan["id"]: plan["setpoints"]}
         self.notify("plans", {"event": "proposed", "plan": _summary(rec)})

@@ -4,7 +4,11 @@ The command publisher saves a record several times per command (queued,
 published, sent, received, applied) while holding its lock, so
 :class:`SqlCommandStore` keeps the newest record per command in memory and a
 writer thread stores the changes in one transaction every ``flush_s``
-(50 ms by default); :meth:`flush` writes at once. Versions are reserved in
+(50 ms by default); :meth:`flush` writes at once. After :meth:`hold` (a
+burst of setpoints just went out) the writer waits ``burst_hold_s`` (0.5 s)
+before its next write: the database work then comes after the delivery, not
+during it, and the burst's acknowledgements are folded into that write (one
+INSERT per command instead of an INSERT and two UPDATEs). Versions are reserved in
 blocks (``version_block`` per device and database write): after a crash the
 next version starts above the block, so a version is never reused (versions
 keep rising, with a gap).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,14 +53,18 @@ class SqlCommandStore:
         Period of the writer thread [s].
     version_block : int
         Versions reserved per device and database write.
+    burst_hold_s : float
+        How long the writer waits after :meth:`hold` [s].
     """
 
     def __init__(self, registry: Registry, on_change: Callable[[dict[str, Any]], None] | None = None,
-                 flush_s: float = 0.05, version_block: int = 1000):
+                 flush_s: float = 0.05, version_block: int = 1000, burst_hold_s: float = 0.5):
         self.registry = registry
         self.on_change = on_change
         self.flush_s = flush_s
         self.version_block = version_block
+        self.burst_hold_s = burst_hold_s
+        self._hold_until = 0.0  # time.monotonic() before which the writer does not write
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._cache: dict[str, Any] = {}  # command_id -> newest CommandRecord
@@ -133,6 +142,12 @@ class SqlCommandStore:
         ``due_s``, ``created_s``; the rest comes from the record)."""
         with self._lock:
             self._adopt[device_id] = row
+
+    def hold(self) -> None:
+        """A burst of commands goes out now: the writer's next write waits ``burst_hold_s``
+        (an explicit :meth:`flush` does not)."""
+        with self._lock:
+            self._hold_until = time.monotonic() + self.burst_hold_s
 
     def forget(self, device_ids: list[str]) -> None:
         """Drop what :meth:`adopt` left for these devices (their send was refused)."""
@@ -244,6 +259,8 @@ class SqlCommandStore:
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_s):
+            if time.monotonic() < self._hold_until:
+                continue
             try:
                 self.flush()
             except Exception:

@@ -52,6 +52,15 @@ class Registry:
                 s.rollback()
                 raise
 
+    def checkpoint(self) -> None:
+        """SQLite: fold the write-ahead log into the database file now (a plan's rows are
+        megabytes; otherwise the next commits, an approval's among them, do it). Readers
+        are not waited for; other databases: nothing to do."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
         try:
