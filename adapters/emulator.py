@@ -11,9 +11,10 @@ time with clear-sky weather and publishes the whole site's telemetry on
 Setpoints follow docs/protocol.md: a setpoint is applied only when its version
 is newer than the last applied one and its ``valid_until`` has not passed;
 outside the device's limits it is rejected with a reason; each is acknowledged
-once, ``applied`` or ``rejected`` (an emulated device applies at once, so it
-sends no ``received`` first), and the acknowledgements of one read of a
-gateway's socket go out together; when the validity of the applied
+``received`` at once, then ``applied`` when the next tick applies it (the
+physics uses a setpoint from its next step on) or ``rejected`` at once. The
+acknowledgements of one read of a gateway's socket go out together, the
+``applied`` ones of a tick too; when the validity of the applied
 setpoint runs out the device returns to its safe default (NaN setpoint:
 battery idle, no PV curtailment, EV at its own limit).
 
@@ -143,8 +144,9 @@ class Emulator:
         self._pending: list[tuple[float, int, str, bytes]] = []  # delayed/jittered publishes
         self._requests: deque[Callable[[], None]] = deque()  # from other threads, run in poll
         self._acks_out: list[tuple[str, bytes]] = []  # of the socket being read, sent after it
+        self._applied: dict[int, list[tuple[str, dict[str, Any]]]] = {}  # site row -> acks
         self.published = 0
-        self.acks = {"applied": 0, "rejected": 0}
+        self.acks = {"received": 0, "applied": 0, "rejected": 0}
         self.t_s: float | None = None
         self.clock: Callable[[], float] = time.time
         self.faults = DeviceFaults(n)  # fault injection for alert tests and benchmarks
@@ -155,7 +157,7 @@ class Emulator:
     def _make(self, site_row: int) -> mqtt.Client:
         site = str(self.fleet.site_id[site_row])
         # FastClient: buffered reads, setpoints as raw (topic, payload), acks written
-        # together: a plan step sends thousands at once and the emulator answers each.
+        # together: a plan step sends thousands at once and the emulator answers each twice.
         c = FastClient(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gw-{site}",
                        protocol=mqtt.MQTTv5, userdata=site_row)
         c.max_inflight_messages_set(1000)
@@ -307,21 +309,34 @@ class Emulator:
         parts = topic.split("/")
         if len(parts) != 6 or not payload:
             return
-        now = self.clock()
-        for a in self.handle_setpoint(site_row, parts[3], payload, now):
-            self._acks_out.append((f"sites/{parts[1]}/devices/{parts[3]}/commands/ack",
-                                   orjson.dumps(a)))
-            self.acks[a["status"]] += 1
+        acks = self.handle_setpoint(site_row, parts[3], payload, self.clock())
+        topic = f"sites/{parts[1]}/devices/{parts[3]}/commands/ack"
+        for a in acks:
+            if a["status"] == "applied" and len(acks) > 1:  # a new setpoint: at the tick
+                self._applied.setdefault(site_row, []).append((topic, a))
+            else:
+                self._acks_out.append((topic, orjson.dumps(a)))
+                self.acks[a["status"]] += 1
+
+    def _send_applied(self, now_s: float) -> None:
+        """Acknowledge ``applied`` what this tick applied for the first time."""
+        pending, self._applied = self._applied, {}
+        for site_row, acks in pending.items():
+            c = self._clients.get(site_row)
+            if c is None or site_row not in self._online:
+                continue  # gone: EcoGrid publishes again, and the re-delivery is confirmed
+            for _, a in acks:
+                a["ts"] = now_s
+            c.publish_many([(topic, orjson.dumps(a)) for topic, a in acks])
+            self.acks["applied"] += len(acks)
 
     def handle_setpoint(self, site_row: int, device_id: str, payload: bytes,
                         now_s: float) -> list[dict[str, Any]]:
         """Apply one setpoint message per the protocol; returns the acks to send.
 
-        One ack, ``applied`` or ``rejected`` with its reason: the emulated device
-        applies at once, so it sends no ``received`` before. A re-delivery of the
-        version already applied is confirmed ``applied`` again (a lost
-        acknowledgement heals); an empty list means there is no command id to
-        answer to.
+        A re-delivery of the version already applied is confirmed ``applied``
+        again (a lost acknowledgement heals); an empty list means there is no
+        command id to answer to.
         """
         try:
             cmd = orjson.loads(payload)
@@ -335,14 +350,17 @@ class Emulator:
             return [self._ack(cid, version, "rejected", now_s, "version is not an integer")]
         if version == self.applied_version[row]:  # re-delivery: confirm again, change nothing
             return [self._ack(cid, version, "applied", now_s)]
+        acks = [self._ack(cid, version, "received", now_s)]
         reason = self._check(row, version, cmd, now_s)
         if reason:
-            return [self._ack(cid, version, "rejected", now_s, reason)]
+            acks.append(self._ack(cid, version, "rejected", now_s, reason))
+            return acks
         key = "p_kw" if self.fleet.device_type[row] == BATTERY else "p_limit_kw"
         self.setpoint[row] = float(cmd["setpoint"][key])
         self.applied_version[row] = version
         self.valid_until_s[row] = float(cmd["valid_until"])
-        return [self._ack(cid, version, "applied", now_s)]
+        acks.append(self._ack(cid, version, "applied", now_s))
+        return acks
 
     def _check(self, row: int, version: int, cmd: dict[str, Any], now_s: float) -> str | None:
         if version < self.applied_version[row]:
@@ -385,6 +403,7 @@ class Emulator:
         self._ev_arrivals(now_s, dt)
         inputs = self.weather(self.fleet, now_s)
         state = self.twin.step(now_s - dt, dt, inputs, self.faults.device_setpoint(self.setpoint))
+        self._send_applied(now_s)
         p = self.faults.measure(state.p_kw)
         self.measured_p_kw = p
         self.e_kwh += np.where(self.faults.stuck_meter, 0.0, p * dt / 3600.0)

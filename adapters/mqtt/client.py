@@ -25,10 +25,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 3600  # how long the broker keeps a persistent session's queue
+# What paho decodes from a bare PUBACK (no reason code, no properties), made once.
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)
 
 
 class FastClient(mqtt.Client):
@@ -44,7 +48,10 @@ class FastClient(mqtt.Client):
 
     With ``raw_sink`` set to ``fn(topic, payload)``, QoS 0/1 PUBLISH packets
     go straight to it (no ``MQTTMessage``, MQTT 5 properties skipped unread)
-    instead of ``on_message``; the PUBACK follows as usual.
+    instead of ``on_message``; the PUBACK follows as usual. A bare PUBACK
+    (the broker's success, no properties) is not decoded: ``on_publish`` gets
+    shared success reason code and empty properties objects (paho built two
+    new ones for each, most of the cost of a burst's acknowledgements).
 
     Sending: paho wakes its network thread once per published packet and
     writes each packet with its own ``send`` (without a network thread, it
@@ -53,12 +60,13 @@ class FastClient(mqtt.Client):
     there and then); the writer joins queued packets into sends of up to
     64 KiB. Nothing else changes. It
     overrides private paho methods (``_sock_recv``, ``_sock_close``,
-    ``_send_puback``, ``_handle_publish``, ``_packet_queue``,
-    ``_packet_write``), checked against paho-mqtt 2.1-2.2.
+    ``_send_puback``, ``_handle_publish``, ``_handle_pubackcomp``,
+    ``_packet_queue``, ``_packet_write``), checked against paho-mqtt 2.1-2.2.
     """
 
     _CHUNK = 262_144
     _WRITE_CHUNK = 65_536
+    _BURST = 256  # publish_many: packets built before the network thread writes them
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -111,6 +119,16 @@ class FastClient(mqtt.Client):
         sink(name, packet[end:])
         return self._send_puback(mid) if qos == 1 else mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    def _handle_pubackcomp(self, cmd: Any) -> mqtt.MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2:  # a reason code or properties: paho's way
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
     # -- sending -----------------------------------------------------------------------
     @contextlib.contextmanager
     def corked(self) -> Iterator[None]:
@@ -139,7 +157,7 @@ class FastClient(mqtt.Client):
                 self._sockpairW.send(b"0")
         self._call_socket_register_write()
 
-    def publish_many(self, messages: list[tuple[str, bytes]], *, retain: bool = False
+    def publish_many(self, messages: list[tuple[str | bytes, bytes]], *, retain: bool = False
                      ) -> list[int]:
         """Publish many ``(topic, payload)`` at QoS 1 in one go; returns their message ids.
 
@@ -148,42 +166,42 @@ class FastClient(mqtt.Client):
         reconnect, respects the inflight limit, ``on_publish`` follows), but
         without a ``threading.Condition`` per message (nobody waits on these:
         ``wait_for_publish`` is not available for them) and without paho's
-        per-packet logging, inside :meth:`corked`. Not connected: falls back to
+        per-packet logging. The packets go out in bursts of ``_BURST`` (each
+        inside :meth:`corked`): the broker works on the first while the rest
+        are built. Topics may be given encoded. Not connected: falls back to
         :meth:`publish`, which queues for the reconnect.
         """
         if self._sock is None:
             return [self.publish(t, p, qos=1, retain=retain).mid for t, p in messages]
-        mids = []
-        header = PUBLISH | (1 << 1) | int(retain)
+        mids: list[int] = []
+        header = bytes((PUBLISH | (1 << 1) | int(retain),))
         props = b"\x00" if self._protocol == mqtt.MQTTv5 else b""
         now = mqtt.time_func()
-        with self.corked(), self._out_message_mutex:
-            for topic, payload in messages:
-                topic_b = topic.encode()
-                self._raise_for_invalid_topic(topic_b)
-                mid = self._mid_generate()
-                if mid in self._out_messages:
-                    raise RuntimeError("more than 65,535 QoS 1 messages unacknowledged")
-                m = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)  # MQTTMessage without its
-                m.mid, m._topic, m.payload, m.qos = mid, topic_b, payload, 1  # Condition
-                m.retain, m.dup, m.properties, m.timestamp = retain, False, None, now
-                m.info = _BatchInfo(mid)  # type: ignore[assignment]
-                self._out_messages[mid] = m
-                mids.append(mid)
-                if self._max_inflight_messages and (
-                        self._inflight_messages >= self._max_inflight_messages):
-                    m.state = mqtt.mqtt_ms_queued  # goes out as PUBACKs free the window
-                    continue
-                self._inflight_messages += 1
-                m.state = mqtt.mqtt_ms_wait_for_puback
-                packet = bytearray((header,))
-                self._pack_remaining_length(packet, 2 + len(topic_b) + 2 + len(props)
-                                            + len(payload))
-                self._pack_str16(packet, topic_b)
-                packet += struct.pack("!H", mid)
-                packet += props
-                packet += payload
-                self._packet_queue(PUBLISH, packet, mid, 1, m.info)  # type: ignore[arg-type]
+        for start in range(0, len(messages), self._BURST):
+            with self.corked(), self._out_message_mutex:
+                for topic, payload in messages[start:start + self._BURST]:
+                    topic_b = topic if isinstance(topic, bytes) else topic.encode()
+                    self._raise_for_invalid_topic(topic_b)
+                    mid = self._mid_generate()
+                    if mid in self._out_messages:
+                        raise RuntimeError("more than 65,535 QoS 1 messages unacknowledged")
+                    m = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)  # MQTTMessage without
+                    m.mid, m._topic, m.payload, m.qos = mid, topic_b, payload, 1  # Condition
+                    m.retain, m.dup, m.properties, m.timestamp = retain, False, None, now
+                    m.info = _BatchInfo(mid)  # type: ignore[assignment]
+                    self._out_messages[mid] = m
+                    mids.append(mid)
+                    if self._max_inflight_messages and (
+                            self._inflight_messages >= self._max_inflight_messages):
+                        m.state = mqtt.mqtt_ms_queued  # goes out as PUBACKs free the window
+                        continue
+                    self._inflight_messages += 1
+                    m.state = mqtt.mqtt_ms_wait_for_puback
+                    n = len(topic_b)
+                    packet = b"".join((
+                        header, _remaining_length(4 + n + len(props) + len(payload)),
+                        n.to_bytes(2, "big"), topic_b, mid.to_bytes(2, "big"), props, payload))
+                    self._packet_queue(PUBLISH, packet, mid, 1, m.info)  # type: ignore[arg-type]
         return mids
 
     def limit_inflight(self, n: int) -> None:
@@ -305,6 +323,16 @@ class FastClient(mqtt.Client):
                         return rc
         finally:
             self._reading = False
+
+
+def _remaining_length(n: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
 
 
 class _BatchInfo:

@@ -34,19 +34,19 @@ def test_setpoint_rules_and_safe_default(fleet):
         return [(a["status"], a.get("reason", "")) for a in acks]
 
     assert status(emu.handle_setpoint(site, dev, _cmd(2, 200.0, p_kw=10.0), 100.0)) == [
-        ("applied", "")]  # applied at once: no "received" before
+        ("received", ""), ("applied", "")]
     assert emu.setpoint[row] == 10.0
     assert status(emu.handle_setpoint(site, dev, _cmd(2, 200.0, p_kw=10.0), 101.0)) == [
         ("applied", "")]  # re-delivery: confirmed again, nothing changes
     assert emu.handle_setpoint(site, dev, b"{no json", 101.0) == []
     old = status(emu.handle_setpoint(site, dev, _cmd(1, 200.0, p_kw=5.0), 101.0))
-    assert old[0][0] == "rejected" and "not newer" in old[0][1]
+    assert old[1][0] == "rejected" and "not newer" in old[1][1]
     late = status(emu.handle_setpoint(site, dev, _cmd(3, 90.0, p_kw=5.0), 101.0))
-    assert late[0] == ("rejected", "valid_until has passed")
+    assert late[1] == ("rejected", "valid_until has passed")
     big = status(emu.handle_setpoint(site, dev, _cmd(4, 200.0, p_kw=1e6), 101.0))
-    assert big[0][0] == "rejected" and "outside the device's limits" in big[0][1]
+    assert big[1][0] == "rejected" and "outside the device's limits" in big[1][1]
     wrong = status(emu.handle_setpoint(site, dev, _cmd(5, 200.0, p_limit_kw=1.0), 101.0))
-    assert wrong[0][0] == "rejected" and "'p_kw'" in wrong[0][1]
+    assert wrong[1][0] == "rejected" and "'p_kw'" in wrong[1][1]
     assert emu.setpoint[row] == 10.0 and emu.applied_version[row] == 2  # unchanged
     other_site = (site + 1) % fleet.n_sites
     assert status(emu.handle_setpoint(other_site, dev, _cmd(6, 200.0, p_kw=1.0), 101.0)) == [

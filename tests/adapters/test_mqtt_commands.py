@@ -11,7 +11,7 @@ import pytest
 from adapters.emulator import Emulator
 from adapters.mqtt.commands import SETPOINT_KEY, CommandPublisher
 from adapters.mqtt.store import SqliteCommandStore
-from adapters.mqtt.types import APPLIED, EXPIRED, QUEUED, REJECTED, SENT
+from adapters.mqtt.types import APPLIED, EXPIRED, QUEUED, RECEIVED, REJECTED, SENT
 from twin.generator import generate_fleet
 
 
@@ -23,7 +23,7 @@ def fleet():
 def _pump(emu: Emulator, cond, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        emu.poll(0.02)
+        emu.run(0.02)  # a tick (setpoints received since are applied), then the network
         if cond():
             return True
     return cond()
@@ -31,6 +31,26 @@ def _pump(emu: Emulator, cond, timeout_s: float = 10.0) -> bool:
 
 def _rows(fleet, kind):
     return [str(fleet.device_id[r]) for r in fleet.rows_of_type(kind)]
+
+
+def test_the_device_confirms_applied_at_its_next_step(fleet, mqtt_url):
+    pub = CommandPublisher(fleet, client_id="cmd-step")
+    pub.start(mqtt_url)
+    emu = Emulator(fleet, mqtt_url)
+    emu.connect()
+    bat = _rows(fleet, "battery")[1]
+    try:
+        rec = pub.send(bat, 20.0, valid_for_s=60)
+        deadline = time.monotonic() + 10
+        while pub.get(rec.command_id).state != RECEIVED and time.monotonic() < deadline:
+            emu.poll(0.02)  # the network only: no physics step
+        assert pub.get(rec.command_id).state == RECEIVED
+        assert emu.acks == {"received": 1, "applied": 0, "rejected": 0}
+        assert _pump(emu, lambda: pub.get(rec.command_id).state == APPLIED)
+        assert emu.acks["applied"] == 1
+    finally:
+        emu.stop()
+        pub.stop()
 
 
 def test_setpoints_are_applied_or_rejected_by_the_device(fleet, mqtt_url):
@@ -49,8 +69,7 @@ def test_setpoints_are_applied_or_rejected_by_the_device(fleet, mqtt_url):
                      and pub.get(bad.command_id).terminal)
         rec = pub.get(ok.command_id)
         assert rec.state == APPLIED
-        # applied at once: the device sends no "received" before
-        assert [s for s, _ in rec.transitions] == [QUEUED, SENT, APPLIED]
+        assert [s for s, _ in rec.transitions] == [QUEUED, SENT, RECEIVED, APPLIED]
         rej = pub.get(bad.command_id)
         assert rej.state == REJECTED and "outside the device's limits" in rej.reason
         row = fleet.device_row[bat]
