@@ -145,9 +145,12 @@ class SqlCommandStore:
 
     def hold(self) -> None:
         """A burst of commands goes out now: the writer's next write waits ``burst_hold_s``
-        (an explicit :meth:`flush` does not)."""
+        (an explicit :meth:`flush` does not). A hold in force is not extended, so that
+        bursts in quick succession cannot keep the writer waiting."""
         with self._lock:
-            self._hold_until = time.monotonic() + self.burst_hold_s
+            now = time.monotonic()
+            if now >= self._hold_until:
+                self._hold_until = now + self.burst_hold_s
 
     def forget(self, device_ids: list[str]) -> None:
         """Drop what :meth:`adopt` left for these devices (their send was refused)."""

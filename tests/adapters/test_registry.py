@@ -213,7 +213,7 @@ def test_command_store_holds_its_writes_after_a_burst(registry):
     from adapters.mqtt.types import CommandRecord
     from adapters.registry.command_store import SqlCommandStore
 
-    store = SqlCommandStore(registry, flush_s=0.02, burst_hold_s=1.5)
+    store = SqlCommandStore(registry, flush_s=0.02, burst_hold_s=2.0)
     try:
         def stored(cid: str) -> str | None:
             with registry.session() as s:
@@ -223,10 +223,13 @@ def test_command_store_holds_its_writes_after_a_burst(registry):
                             transitions=(("queued", T0),))
         store.hold()  # a burst goes out: the writer waits
         store.save(rec)
-        time.sleep(0.3)
+        time.sleep(1.0)
         assert stored("h-1") is None
+        t_held = time.monotonic()
+        store.hold()  # a hold in force is not extended
         store.save(rec.moved("applied", T0 + 0.1))  # its ack comes within the hold
-        wait_for(lambda: stored("h-1"), timeout_s=10)
+        wait_for(lambda: stored("h-1"), timeout_s=10, every_s=0.02)
+        assert time.monotonic() - t_held < 1.7  # the first hold's end (1 s on), not 2 s on
         assert stored("h-1") == "applied"  # one write, with the newest state
         store.hold()
         store.save(CommandRecord("h-2", "S", "D", 2, {"p_kw": 2.0}, T0, T0 + 900, "queued"))
