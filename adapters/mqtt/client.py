@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -41,8 +42,10 @@ class FastClient(mqtt.Client):
     paho reads every packet with two or more ``recv`` calls (one byte for the
     type, one per length byte, then the body), handles one packet per
     ``select`` and sends every PUBACK with its own ``send``. This subclass
-    reads the socket in 256 KiB chunks and serves paho's small reads from
-    that buffer; :meth:`loop_read` drains everything buffered; PUBACKs made
+    reads the socket in 256 KiB chunks; a packet that is whole in that buffer
+    is taken in one slice, and paho's small reads are served from the buffer
+    for the rest (a packet split across two chunks); :meth:`loop_read` drains
+    everything buffered; PUBACKs made
     while reading are collected (in order) and sent in one ``send`` every
     2,000 packets and at the end of the read.
 
@@ -60,8 +63,9 @@ class FastClient(mqtt.Client):
     there and then); the writer joins queued packets into sends of up to
     64 KiB. Nothing else changes. It
     overrides private paho methods (``_sock_recv``, ``_sock_close``,
-    ``_send_puback``, ``_handle_publish``, ``_handle_pubackcomp``,
-    ``_packet_queue``, ``_packet_write``), checked against paho-mqtt 2.1-2.2.
+    ``_packet_read``, ``_send_puback``, ``_handle_publish``,
+    ``_handle_pubackcomp``, ``_packet_queue``, ``_packet_write``), checked
+    against paho-mqtt 2.1-2.2.
     """
 
     _CHUNK = 262_144
@@ -88,6 +92,37 @@ class FastClient(mqtt.Client):
         out = self._rbuf[self._rpos:end]
         self._rpos += len(out)
         return out
+
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        buf, start = self._rbuf, self._rpos
+        if self._in_packet["command"] or start >= len(buf):
+            return super()._packet_read()  # paho's reader: a new chunk, or a split packet
+        i, length, shift = start + 1, 0, 0
+        while True:  # the remaining length: 1 to 4 bytes, 7 bits each
+            if i >= len(buf) or shift > 21:
+                return super()._packet_read()  # split header, or paho reports the error
+            byte = buf[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if i + length > len(buf):
+            return super()._packet_read()  # the body goes on in the next chunk
+        self._rpos = i + length
+        self._in_packet["command"] = buf[start]
+        self._in_packet["packet"] = bytearray(memoryview(buf)[i:i + length])
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
+                           "remaining_mult": 1, "remaining_length": 0,
+                           "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        return rc
 
     def _handle_publish(self) -> mqtt.MQTTErrorCode:
         sink = self.raw_sink

@@ -71,3 +71,24 @@ def test_publish_many_without_a_network_thread_writes_at_the_end(mqtt_url):
         pub.disconnect()
         sub.disconnect()
         sub.loop_stop()
+
+
+def test_packets_whole_in_the_read_buffer_and_split_across_reads_arrive_intact(mqtt_url):
+    """The subscriber reads 256 KiB at a time: small packets are sliced out of the buffer,
+    a 300 kB one and those cut by a chunk's end go through paho's reader."""
+    sub, got = _subscriber(mqtt_url, "t/read/+")
+    pub = make_client("pub-read")
+    connect(pub, mqtt_url)
+    pub.loop_start()
+    try:
+        _wait(pub.is_connected)
+        sizes = [10, 300_000, 5, 70_000] * 4 + [1, 200, 3000] * 700
+        messages = [(f"t/read/{i}", bytes([i % 251]) * n) for i, n in enumerate(sizes)]
+        pub.publish_many(messages)
+        _wait(lambda: len(got) == len(messages))
+        assert [(t, bytes(p)) for t, p in got] == messages
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        sub.disconnect()
+        sub.loop_stop()
