@@ -51,6 +51,8 @@ from twin.state import StepInputs
 
 log = logging.getLogger(__name__)
 
+MISC_EVERY_S = 0.1  # keep-alive and reconnect checks of the gateways [s]
+
 MALFORMED: tuple[bytes, ...] = (
     b"{not json", b'{"ts": "yesterday", "devices": {}}', b'{"ts": 1, "devices": [1, 2]}',
     b"NaN", b'{"ts": 4102444800, "devices": {}}',
@@ -144,6 +146,7 @@ class Emulator:
         self._pending: list[tuple[float, int, str, bytes]] = []  # delayed/jittered publishes
         self._requests: deque[Callable[[], None]] = deque()  # from other threads, run in poll
         self._acks_out: list[tuple[str, bytes]] = []  # of the socket being read, sent after it
+        self._next_misc_s = 0.0  # time.monotonic() of the next keep-alive/reconnect round
         self._applied: dict[int, list[tuple[str, dict[str, Any]]]] = {}  # site row -> acks
         self.published = 0
         self.acks = {"received": 0, "applied": 0, "rejected": 0}
@@ -280,17 +283,19 @@ class Emulator:
 
     def _misc(self) -> None:
         now = time.monotonic()
-        for row, c in self._clients.items():
-            if c.socket() is not None:
-                c.loop_misc()
-            elif row not in self._dropped:
-                at, backoff = self._retry_at.get(row, (now, 0.5))
-                if now >= at:
-                    try:
-                        c.reconnect()
-                    except OSError:
-                        backoff = min(backoff * 2, 30.0)
-                        self._retry_at[row] = (now + backoff, backoff)
+        if now >= self._next_misc_s:  # keep-alives and reconnects: every MISC_EVERY_S
+            self._next_misc_s = now + MISC_EVERY_S  # (each round visits all gateways)
+            for row, c in self._clients.items():
+                if c.socket() is not None:
+                    c.loop_misc()
+                elif row not in self._dropped:
+                    at, backoff = self._retry_at.get(row, (now, 0.5))
+                    if now >= at:
+                        try:
+                            c.reconnect()
+                        except OSError:
+                            backoff = min(backoff * 2, 30.0)
+                            self._retry_at[row] = (now + backoff, backoff)
         if self._pending:
             due = [p for p in self._pending if p[0] <= now]
             if due:
