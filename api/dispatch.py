@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[[str, dict[str, Any]], None]
 IN_FORCE: tuple[str, ...] = ("approved", "dispatched")
+SEND_CHUNK = 256  # commands of a plan step handed to the link at a time
 _KIND_OF_TYPE = {"battery": "p_kw", "pv": "p_limit_kw", "ev_charger": "p_limit_kw"}
 
 
@@ -205,30 +206,34 @@ class Dispatcher:
             with self.registry.session() as s:
                 plan_repo.set_status(s, plan["id"], "dispatched")
             self.notify("plans", {"event": "dispatched", "plan_id": plan["id"]})
-        if self._send_new(items, now_s):
-            self._sent_step[plan["id"]] = k
-            return len(items), 0
-        with self.registry.session() as s:
-            cmd_repo.add_commands(s, items, now_s)  # pending: dispatch_due sends them
+        left = self._send_new(items, now_s)
+        if left:
+            with self.registry.session() as s:
+                cmd_repo.add_commands(s, left, now_s)  # pending: dispatch_due sends them
         self._sent_step[plan["id"]] = k
-        return 0, len(items)
+        return len(items) - len(left), len(left)
 
-    def _send_new(self, items: list[dict[str, Any]], now_s: float) -> bool:
+    def _send_new(self, items: list[dict[str, Any]], now_s: float) -> list[dict[str, Any]]:
         """Publish a plan step's commands before their registry rows exist (the link's
         command store writes them behind): an approval reaches the devices without
-        waiting for the database. False when the link cannot, or refused the batch."""
+        waiting for the database. They go in chunks of :data:`SEND_CHUNK`, so that the
+        broker works on the first while the next are prepared. Returns the items not
+        sent (all when the link cannot send new commands; from the chunk on that the
+        link refused, which then went out in none of its commands)."""
         send_new = getattr(self.link, "send_new", None)
-        if send_new is None or not items:
-            return False
-        try:
-            send_new(items, now_s)
-        except (ValueError, ConnectionError) as exc:
-            log.info("plan step of %d commands refused as a batch (%s); queueing them",
-                     len(items), exc)
-            return False
-        if self.on_sent is not None:
-            self.on_sent(len(items))
-        return True
+        if send_new is None:
+            return items
+        for start in range(0, len(items), SEND_CHUNK):
+            chunk = items[start:start + SEND_CHUNK]
+            try:
+                send_new(chunk, now_s)
+            except (ValueError, ConnectionError) as exc:
+                log.info("%d commands of a plan step refused (%s); queueing them",
+                         len(items) - start, exc)
+                return items[start:]
+            if self.on_sent is not None:
+                self.on_sent(len(chunk))
+        return []
 
     def _setpoints(self, plan_id: str) -> dict[str, Any]:
         cached = self._plan_cache.get(plan_id)

@@ -1,0 +1,79 @@
+"""A plan step goes to the link in chunks; a chunk the link refuses is queued, not lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adapters.mqtt.commands import SETPOINT_KEY
+from adapters.registry import commands as cmd_repo
+from adapters.registry import fleet as fleet_repo
+from adapters.registry.db import open_registry
+from api.dispatch import SEND_CHUNK, Dispatcher
+from twin.generator import generate_fleet
+
+T0 = 1_800_000_000.0
+
+
+class _LosingLink:
+    """The command link as the live service's (``send_new`` for a plan step, ``send`` for
+    queued commands); the broker goes away at the ``lose_at``-th ``send_new``."""
+
+    def __init__(self, lose_at: int):
+        self.lose_at = lose_at
+        self.chunks: list[list[str]] = []
+        self.sent_one_by_one: list[str] = []
+
+    def send_new(self, items: list[dict[str, Any]], now_s: float) -> None:
+        if len(self.chunks) + 1 == self.lose_at:
+            self.lose_at = 0  # back at once: the queued rest goes out through send()
+            raise ConnectionError("broker connection lost")
+        self.chunks.append([it["device_id"] for it in items])
+
+    def send(self, command: dict[str, Any], now_s: float) -> None:
+        self.sent_one_by_one.append(command["device_id"])
+
+    def connected(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def registry_and_fleet(tmp_path):
+    registry = open_registry(f"sqlite:///{tmp_path}/ecogrid.db")
+    fleet = generate_fleet(40, seed=3)
+    with registry.session() as s:
+        fleet_repo.import_fleet(s, fleet)
+    yield registry, fleet
+    registry.close()
+
+
+def _plan(fleet) -> dict[str, Any]:
+    setpoints: dict[str, dict[str, list[float]]] = {}
+    for row, d in enumerate(fleet.device_id.tolist()):
+        key = SETPOINT_KEY.get(int(fleet.device_type[row]))
+        if key is not None:
+            setpoints.setdefault(key, {})[d] = [0.0] * 4
+    return {"id": "p-chunks", "created_s": T0, "start_s": T0, "step_s": 900.0, "n_steps": 4,
+            "initial_state": {}, "setpoints": setpoints, "kpis": {}, "solver_status": "optimal",
+            "solver_time_s": 0.1}
+
+
+@pytest.mark.parametrize("lose_at", [0, 2])
+def test_a_plan_step_goes_in_chunks_and_a_refused_chunk_is_queued(registry_and_fleet, lose_at):
+    registry, fleet = registry_and_fleet
+    plan = _plan(fleet)
+    devices = [d for series in plan["setpoints"].values() for d in series]
+    assert len(devices) > 2 * SEND_CHUNK  # several chunks
+    link = _LosingLink(lose_at)
+    disp = Dispatcher(registry, fleet, link, notify=lambda channel, msg: None)
+    disp.add_plan(plan, T0)
+    disp.approve(plan["id"], "olga", T0 + 1)
+    assert all(len(c) <= SEND_CHUNK for c in link.chunks)
+    chunked = [d for c in link.chunks for d in c]
+    # every device's setpoint went out exactly once: in a chunk, or queued and sent after
+    assert sorted(chunked + link.sent_one_by_one) == sorted(devices)
+    assert len(link.chunks) == (1 if lose_at else -(-len(devices) // SEND_CHUNK))
+    with registry.session() as s:
+        rows = cmd_repo.list_commands(s, limit=10_000)
+    assert sorted(r["device_id"] for r in rows) == sorted(link.sent_one_by_one)
