@@ -118,17 +118,19 @@ class Dispatcher:
                     plan_repo.set_status(s, plan_id, "expired", reason="horizon over")
                     raise plan_repo.PlanStateError(f"plan {plan_id} has expired (its horizon "
                                                    "is over)")
-                rec = plan_repo.set_status(s, plan_id, "approved", user=user, t_s=now_s)
+                plan_repo.move_status(s, plan_id, "approved", user=user, t_s=now_s)
                 for old in plan_repo.plans_in(s, IN_FORCE, with_setpoints=False):
                     if old["id"] != plan_id:
-                        plan_repo.set_status(s, old["id"], "superseded",
-                                             reason=f"plan {plan_id} approved")
+                        plan_repo.move_status(s, old["id"], "superseded",
+                                              reason=f"plan {plan_id} approved")
                         cmd_repo.cancel_plan_commands(s, old["id"], now_s)
                         self._sent_step.pop(old["id"], None)
                 audit_repo.record(s, now_s, user, "plan.approve", f"plan:{plan_id}")
-                approved = rec
                 if self.link is not None:  # its current step goes out right below
-                    rec = plan_repo.set_status(s, plan_id, "dispatched")
+                    plan_repo.move_status(s, plan_id, "dispatched")
+                rec = plan_repo.get_plan(s, plan_id, with_setpoints=False)
+                assert rec is not None
+                approved = {**rec, "status": "approved"}
             self.notify("plans", {"event": "approved", "plan": approved})
             if rec["status"] == "dispatched":
                 self.notify("plans", {"event": "dispatched", "plan_id": plan_id})

@@ -92,7 +92,18 @@ def plans_in(s: Session, statuses: tuple[str, ...], with_setpoints: bool = True
 
 def set_status(s: Session, plan_id: str, status: str, *, user: str | None = None,
                t_s: float | None = None, reason: str | None = None) -> dict[str, Any]:
-    """Move a plan to ``status``; raises RegistryError for an unknown plan or a bad move."""
+    """Move a plan to ``status`` and return its record; raises RegistryError for an
+    unknown plan or a bad move."""
+    move_status(s, plan_id, status, user=user, t_s=t_s, reason=reason)
+    rec = get_plan(s, plan_id, with_setpoints=False)
+    assert rec is not None
+    return rec
+
+
+def move_status(s: Session, plan_id: str, status: str, *, user: str | None = None,
+                t_s: float | None = None, reason: str | None = None) -> None:
+    """:func:`set_status` without reading the record back (for several moves in one
+    transaction, read once after them)."""
     # Only the status row is read and locked: the setpoint series can be megabytes.
     current = s.execute(select(Plan.status).where(Plan.id == plan_id).with_for_update()
                         ).scalar_one_or_none()
@@ -107,9 +118,6 @@ def set_status(s: Session, plan_id: str, status: str, *, user: str | None = None
         values["reason"] = reason
     s.execute(update(Plan).where(Plan.id == plan_id).values(**values)
               .execution_options(synchronize_session=False))
-    rec = get_plan(s, plan_id, with_setpoints=False)
-    assert rec is not None
-    return rec
 
 
 class PlanStateError(RegistryError):
