@@ -12,6 +12,7 @@ threads. Wall-clock time enters here only, through ``clock``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
@@ -441,7 +442,10 @@ class LiveService:
             return await asyncio.to_thread(self.request_plan, user)
 
     def approve(self, plan_id: str, user: str) -> dict[str, Any]:
-        rec = self.dispatcher.approve(plan_id, user, self.clock())
+        # The plan step first: telemetry that arrives meanwhile is decoded after its send.
+        paused = self.ingest.paused() if self.ingest is not None else contextlib.nullcontext()
+        with paused:
+            rec = self.dispatcher.approve(plan_id, user, self.clock())
         self.metrics.plans.labels("approved").inc()
         return rec
 

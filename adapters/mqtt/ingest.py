@@ -33,12 +33,13 @@ Typical use (the live service)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,6 +195,11 @@ class TelemetryIngest:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._process_lock = threading.Lock()
+        self._pauses = 0  # open paused() blocks
+        self._pause_max_s = 1.0
+        self._pause_lock = threading.Lock()
+        self._resumed = threading.Event()
+        self._resumed.set()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.connects = 0
@@ -342,11 +348,30 @@ class TelemetryIngest:
             self._wake.set()
 
     # -- decoding (worker thread) ------------------------------------------------
+    @contextlib.contextmanager
+    def paused(self, max_s: float = 1.0) -> Iterator[None]:
+        """Hold the worker's decoding back inside the block, for at most ``max_s`` [s]
+        (messages keep queueing; nothing is lost). The live service sends a plan step
+        in one: its setpoints get the CPU before the telemetry that arrives meanwhile."""
+        with self._pause_lock:
+            self._pauses += 1
+            self._resumed.clear()
+        self._pause_max_s = max_s
+        try:
+            yield
+        finally:
+            with self._pause_lock:
+                self._pauses -= 1
+                if not self._pauses:
+                    self._resumed.set()
+
     def _run(self) -> None:
         next_stale = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.batch_interval_s)
             self._wake.clear()
+            if not self._resumed.is_set():
+                self._resumed.wait(self._pause_max_s)
             try:
                 self.process_pending()
                 now = self.clock()

@@ -86,6 +86,29 @@ BAD = [
 ]
 
 
+def test_paused_decoding_queues_and_catches_up(fleet, mqtt_url):
+    ing = TelemetryIngest(fleet, client_id="paused").start(mqtt_url)
+    pub = _publisher(mqtt_url, "paused-pub")
+    site, dev = fleet.site_id[0], fleet.device_id[fleet.site_start[0]]
+    try:
+        with ing.paused(max_s=10.0):
+            pub.publish(f"sites/{site}/devices/{dev}/telemetry/p_kw", b"7.5",
+                        qos=1).wait_for_publish()
+            assert _wait(lambda: ing._received == 1)  # arrived, queued...
+            time.sleep(0.3)
+            assert ing.counters()["values"] == 0  # ...and not decoded while paused
+        assert _wait(lambda: ing.counters()["values"] == 1)
+        assert ing.telemetry.get(dev, "p_kw")[0] == 7.5
+        with ing.paused(max_s=0.2):  # a pause longer than max_s does not stop ingest
+            pub.publish(f"sites/{site}/devices/{dev}/telemetry/p_kw", b"8.5",
+                        qos=1).wait_for_publish()
+            assert _wait(lambda: ing.counters()["values"] == 2)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        ing.stop()
+
+
 def test_bad_input_is_counted_and_changes_nothing(fleet, mqtt_url):
     ing = TelemetryIngest(fleet, client_id="bad").start(mqtt_url)
     pub = _publisher(mqtt_url, "bad-pub")
