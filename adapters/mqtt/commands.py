@@ -22,7 +22,8 @@ mutexes, and those callbacks take the publisher's lock. So the publisher
 never calls paho while it holds that lock: records change under the lock,
 then the messages go out under a separate send lock (which keeps versions
 and publishes in order and which no paho callback takes). A PUBACK that
-arrives before its message id was recorded is remembered and applied then.
+arrives before its message id was recorded is remembered and applied then,
+and so is a device's acknowledgement that arrives before its command's record.
 
 Typical use (the live service)::
 
@@ -145,6 +146,8 @@ class CommandPublisher:
         self._mid: dict[int, str] = {}
         self._topics: dict[str, bytes] = {}  # device -> its setpoint topic, encoded
         self._early_mids: set[int] = set()  # PUBACKs that came before their mid was recorded
+        self._sending = 0  # send_many calls between their publish and their records
+        self._early_acks: list[tuple[str, bytes, float]] = []  # acks that came before those
         self._listeners: list[Callable[[CommandRecord], None]] = []
         self._client: Any = None
         self._ticker: threading.Thread | None = None
@@ -257,8 +260,12 @@ class CommandPublisher:
             # superseded below). Out first: the devices do not wait for the bookkeeping.
             last = {r.device_id: r for r in recs}
             out = [r for r in recs if last[r.device_id] is r]
+            with self._lock:
+                self._sending += 1  # an ack before the records below waits for them
             mids = self._send_packets(client, out)
             with self._lock:
+                self._sending -= 1
+                early, self._early_acks = self._early_acks, []
                 for rec in recs:
                     for old_id in list(self._by_device.get(rec.device_id, ())):
                         old = self._open[old_id]
@@ -267,6 +274,8 @@ class CommandPublisher:
                     self._latest[rec.device_id] = rec.version
                     self._change(rec)
                 self._map_mids(mids, out)
+            for topic, payload, t_s in early:
+                self.handle_ack(topic, payload, t_s)
         with self._lock:
             return [self._open.get(r.command_id) or self.store.get(r.command_id) or r
                     for r in recs]
@@ -429,7 +438,8 @@ class CommandPublisher:
 
     def handle_ack(self, topic: str, payload: bytes, now_s: float | None = None) -> str:
         """Apply one acknowledgement; returns what happened (``"received"``,
-        ``"applied"``, ``"rejected"`` or the reason it was ignored)."""
+        ``"applied"``, ``"rejected"``, the reason it was ignored, or ``"early"``: its
+        command may be one of a batch being recorded, and it is applied after that)."""
         now = self.clock() if now_s is None else now_s
         parts = topic.split("/")
         try:
@@ -443,6 +453,9 @@ class CommandPublisher:
             return "malformed"
         with self._lock:
             rec = self._open.get(cid)
+            if rec is None and self._sending:  # its command may be one still being recorded
+                self._early_acks.append((topic, payload, now))
+                return "early"
             if rec is None:
                 why = "late_or_duplicate" if self.store.get(cid) else "unknown"
                 self.ignored_acks[why] += 1

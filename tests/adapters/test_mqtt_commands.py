@@ -153,6 +153,27 @@ def test_duplicate_late_and_unknown_acks_are_ignored(fleet):
         pub.send("nope", 1.0, valid_for_s=10)
 
 
+def test_an_ack_before_its_record_is_applied_once_the_record_exists(fleet, monkeypatch):
+    """The setpoints of a batch go out before their records are tracked: a device's
+    ack that comes back in between waits for them instead of being dropped."""
+    import adapters.mqtt.commands as commands
+
+    pub = CommandPublisher(fleet)  # not started: no broker needed
+    bat = _rows(fleet, "battery")[0]
+    site = fleet.site_id[fleet.device_site[fleet.device_row[bat]]]
+    topic = f"sites/{site}/devices/{bat}/commands/ack"
+    monkeypatch.setattr(commands, "_uuids", lambda n: [f"cmd-{i}" for i in range(n)])
+    early = orjson.dumps({"command_id": "cmd-0", "version": 1, "status": "received"})
+    stray = orjson.dumps({"command_id": "nobody", "version": 1, "status": "received"})
+    pub._sending = 1  # as send_many between its publish and its records
+    assert pub.handle_ack(topic, early) == "early"
+    assert pub.handle_ack(topic, stray) == "early"
+    pub._sending = 0
+    rec = pub.send(bat, 10.0, valid_for_s=30)  # records cmd-0, then applies what waited
+    assert rec.command_id == "cmd-0" and pub.get("cmd-0").state == RECEIVED
+    assert pub.ignored_acks == {"unknown": 1}  # the stray one, judged after the records
+
+
 def test_versions_and_open_commands_survive_a_restart(fleet, tmp_path):
     path = tmp_path / "commands.db"
     bat = _rows(fleet, "battery")[0]
