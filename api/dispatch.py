@@ -115,7 +115,9 @@ class Dispatcher:
                 if plan is None:
                     raise RegistryError(f"no plan {plan_id!r}")
                 if plan["status"] == "proposed" and now_s >= plan["start_s"] + plan["horizon_s"]:
-                    plan_repo.set_status(s, plan_id, "expired", reason="horizon over")
+                    plan_repo.move_status(s, plan_id, "expired", reason="horizon over")
+                    s.commit()  # the expiry stays; the refusal below rolls back nothing
+                    self.notify("plans", {"event": "expired", "plan_id": plan_id})
                     raise plan_repo.PlanStateError(f"plan {plan_id} has expired (its horizon "
                                                    "is over)")
                 plan_repo.move_status(s, plan_id, "approved", user=user, t_s=now_s)

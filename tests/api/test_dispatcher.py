@@ -1,4 +1,5 @@
-"""A plan step goes to the link in chunks; a chunk the link refuses is queued, not lost."""
+"""The dispatcher on a real registry: a plan step goes to the link in chunks (a chunk the
+link refuses is queued, not lost); a plan past its horizon is refused and stays expired."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from adapters.mqtt.commands import SETPOINT_KEY
 from adapters.registry import commands as cmd_repo
 from adapters.registry import fleet as fleet_repo
+from adapters.registry import plans as plan_repo
 from adapters.registry.db import open_registry
 from api.dispatch import SEND_CHUNK, Dispatcher
 from twin.generator import generate_fleet
@@ -77,3 +79,17 @@ def test_a_plan_step_goes_in_chunks_and_a_refused_chunk_is_queued(registry_and_f
     with registry.session() as s:
         rows = cmd_repo.list_commands(s, limit=10_000)
     assert sorted(r["device_id"] for r in rows) == sorted(link.sent_one_by_one)
+
+
+def test_approving_a_plan_past_its_horizon_is_refused_and_it_stays_expired(registry_and_fleet):
+    registry, fleet = registry_and_fleet
+    plan = _plan(fleet)  # 4 steps of 900 s from T0
+    events: list[dict[str, Any]] = []
+    disp = Dispatcher(registry, fleet, _LosingLink(0),
+                      notify=lambda channel, msg: events.append(msg))
+    disp.add_plan(plan, T0)
+    with pytest.raises(plan_repo.PlanStateError, match="expired"):
+        disp.approve(plan["id"], "olga", T0 + 4 * 900.0)
+    with registry.session() as s:
+        assert plan_repo.get_plan(s, plan["id"], with_setpoints=False)["status"] == "expired"
+    assert {"event": "expired", "plan_id": plan["id"]} in events
