@@ -350,8 +350,18 @@ def main(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--py-spy", metavar="PATH", default=None,
                    help="record a py-spy profile of the service (raw flamegraph) to PATH")
     args = p.parse_args(argv)
-    return run(args.devices, args.ws_clients, args.seconds, args.rest_concurrency,
-               args.ws_compression, args.py_spy)
+    for attempt in range(3):
+        try:
+            return run(args.devices, args.ws_clients, args.seconds, args.rest_concurrency,
+                       args.ws_compression, args.py_spy)
+        except RuntimeError as exc:
+            # free_port() can hand out a port that another socket takes before the
+            # service binds it: start again on another one.
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+            print(f"the service's port was taken ({exc!s:.80}); starting again",
+                  file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":
