@@ -97,16 +97,10 @@ class FastClient(mqtt.Client):
         buf, start = self._rbuf, self._rpos
         if self._in_packet["command"] or start >= len(buf):
             return super()._packet_read()  # paho's reader: a new chunk, or a split packet
-        i, length, shift = start + 1, 0, 0
-        while True:  # the remaining length: 1 to 4 bytes, 7 bits each
-            if i >= len(buf) or shift > 21:
-                return super()._packet_read()  # split header, or paho reports the error
-            byte = buf[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        try:
+            length, i = _decode_varint(buf, start + 1)
+        except (IndexError, ValueError):
+            return super()._packet_read()  # split header, or paho reports the error
         if i + length > len(buf):
             return super()._packet_read()  # the body goes on in the next chunk
         self._rpos = i + length
@@ -139,17 +133,10 @@ class FastClient(mqtt.Client):
                 mid = (packet[end] << 8) | packet[end + 1]
                 end += 2
             if self._protocol == mqtt.MQTTv5:  # skip the properties (no topic aliases
-                n = shift = 0                  # are negotiated, so none are needed)
-                while True:
-                    byte = packet[end]
-                    end += 1
-                    n |= (byte & 0x7F) << shift
-                    shift += 7
-                    if not byte & 0x80:
-                        break
+                n, end = _decode_varint(packet, end)  # are negotiated, so none are needed)
                 end += n
             name = topic.decode()
-        except (IndexError, UnicodeDecodeError):
+        except (IndexError, ValueError, UnicodeDecodeError):
             return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
         sink(name, packet[end:])
         return self._send_puback(mid) if qos == 1 else mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -358,6 +345,22 @@ class FastClient(mqtt.Client):
                         return rc
         finally:
             self._reading = False
+
+
+def _decode_varint(buf: bytes | bytearray, i: int) -> tuple[int, int]:
+    """MQTT's variable-length integer at ``buf[i:]`` (a remaining length, a properties
+    length): returns it and the index after it. IndexError when ``buf`` ends inside it,
+    ValueError when it runs past the 4 bytes MQTT allows."""
+    n = shift = 0
+    while True:
+        if shift > 21:
+            raise ValueError("variable-length integer longer than 4 bytes")
+        byte = buf[i]
+        i += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return n, i
 
 
 def _remaining_length(n: int) -> bytes:
