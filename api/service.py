@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 
 GIL_SWITCH_S = 0.001  # see LiveService.warm_up
+BURST = 64  # commands sent at once after which the command store holds its writes
 
 
 class ServiceUnavailable(RuntimeError):
@@ -559,7 +560,8 @@ class PublisherLink(CommandLink):
         writes later) and publish them all; a refused batch leaves no tie behind."""
         for c, row in commands:
             self.store.adopt(c["device_id"], row)
-        self.store.hold()  # its rows are written after the burst is out
+        if len(commands) >= BURST:  # a plan step: its rows are written after it is out
+            self.store.hold()
         try:
             self.publisher.send_many([(c["device_id"], c["value"],
                                        max(c["valid_until_s"], now_s + 1.0))
