@@ -205,10 +205,9 @@ class Dispatcher:
                               "valid_until_s": plan["start_s"] + (k + 1) * plan["step_s"],
                               "source": "plan", "plan_id": plan["id"],
                               "created_by": plan["decided_by"]})
-        if plan["status"] == "approved" and self.link is not None:
-            # Before the send: the command store's writer is busy right after it.
+        if plan["status"] == "approved" and self.link is not None:  # approved while offline
             with self.registry.session() as s:
-                plan_repo.set_status(s, plan["id"], "dispatched")
+                plan_repo.move_status(s, plan["id"], "dispatched")
             self.notify("plans", {"event": "dispatched", "plan_id": plan["id"]})
         left = self._send_new(items, now_s)
         if left:
