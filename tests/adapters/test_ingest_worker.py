@@ -46,6 +46,23 @@ def _wait(cond, timeout_s: float = 15.0) -> bool:
     return cond()
 
 
+def _terminate(procs: list[subprocess.Popen]) -> list[tuple[str, str]]:
+    """SIGTERM to every worker, then their (stdout, stderr) once they exit."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    return [p.communicate(timeout=20) for p in procs]
+
+
+def _cleanup(pub, procs: list[subprocess.Popen]) -> None:
+    """Disconnect the test publisher and kill any worker still running."""
+    pub.disconnect()
+    pub.loop_stop()
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
 def _messages(port: int) -> int:
     code, text = _get(f"http://127.0.0.1:{port}/metrics")
     m = re.search(r'^ecogrid_ingest_messages_total\{[^}]+\} (\S+)$', text, re.M)
@@ -82,16 +99,9 @@ def test_two_worker_processes_record_every_message_once_and_stop_on_sigterm(
         assert _wait(lambda: [_messages(p) for p in ports] == n_msgs), \
             [_messages(p) for p in ports]
         t_term = int(time.time())
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        outs = [p.communicate(timeout=20) for p in procs]
+        outs = _terminate(procs)
     finally:
-        pub.disconnect()
-        pub.loop_stop()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+        _cleanup(pub, procs)
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
 
     recorded: dict[str, float] = {}
@@ -164,16 +174,9 @@ def test_shared_group_workers_split_the_messages_and_their_stores_merge(mosquitt
         assert min(counts) > 0, counts  # every member took a share, the late one too
         assert 'ecogrid_ingest_messages_total{client_id="sw-c",group="ecogrid-ingest"}' in \
             _get(f"http://127.0.0.1:{ports[2]}/metrics")[1]
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        outs = [p.communicate(timeout=20) for p in procs]
+        outs = _terminate(procs)
     finally:
-        pub.disconnect()
-        pub.loop_stop()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+        _cleanup(pub, procs)
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
     assert n_sent == rounds * fleet.n_devices
 
