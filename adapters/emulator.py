@@ -3,7 +3,8 @@
 :class:`Emulator` runs one MQTT connection per site gateway (client id
 ``gw-{site}``, Last Will ``offline`` on ``sites/{site}/status``), all on one
 shared network loop in one thread (one ``selectors`` selector over the
-gateways' sockets, which wakes for the ready ones only), so the reference fleet (342 gateways, ~10,000 devices) runs at 1 Hz
+gateways' sockets, which wakes for the ready ones only), so the reference
+fleet (342 gateways, ~10,000 devices) runs at 1 Hz
 in one process. Each tick advances a :class:`twin.model.Twin` to the current
 time with clear-sky weather and publishes the whole site's telemetry on
 ``sites/{site}/telemetry``.
