@@ -139,6 +139,11 @@ class Broker:
         return self.directory / "mosquitto.log"
 
     @property
+    def pid(self) -> int | None:
+        """The running Mosquitto's process id (None when stopped)."""
+        return self._proc.pid if self.running else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

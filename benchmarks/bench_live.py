@@ -19,7 +19,9 @@ Figures: ``rest_p99_ms`` (both routes together, and each), ``telemetry_to_ws_p99
 end), ``lost`` (clients disconnected plus telemetry messages the server
 dropped for slow clients). ``..._outside_plan`` figures leave out the plan
 request and approval (from asking for the plan to the last setpoint's arrival,
-plus 2 s). All processes share this machine.
+plus 2 s). ``broker_cpu_ms_approval``: Mosquitto's CPU time while the plan
+step went out. ``machine_*``: how fast the machine was (see
+``benchmarks/machine.py``). All processes share this machine.
 """
 
 from __future__ import annotations
@@ -147,8 +149,12 @@ async def _rest_load(base: str, headers: dict[str, str], sites: list[str], secon
 
 # -- approval to device ----------------------------------------------------------------
 def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
-                       wait_s: float, work: Path) -> dict[str, Any]:
+                       wait_s: float, work: Path, broker_pid: int | None = None
+                       ) -> dict[str, Any]:
     """Ask for a plan, approve it, and time each setpoint's arrival at a stand-in device.
+
+    With ``broker_pid``, also the broker's CPU time from the approval request until
+    every setpoint was seen (``broker_cpu_ms_approval``; polled every 50 ms).
 
     The stand-in is ``mosquitto_sub`` (its own process, C, time-stamping each message
     as it reads it: ``-F %U``) on every setpoint topic, so the figure is not inflated
@@ -157,6 +163,7 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
     import httpx
 
     from adapters.mqtt.client import parse_broker_url
+    from benchmarks.machine import process_cpu_s
 
     target = parse_broker_url(mqtt_url)
     out = work / "setpoints.txt"
@@ -190,6 +197,7 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
             expected = sum(1 for series in full["setpoints"].values() for v in series.values()
                            if 0 <= k < len(v) and v[k] is not None)
             before = len(arrivals())
+            broker_cpu_s = process_cpu_s(broker_pid) if broker_pid else 0.0
             started = time.time()
             r = c.post(f"/api/v1/plans/{plan['id']}/approve")
             approve_http_ms = (time.time() - started) * 1000.0
@@ -197,6 +205,8 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
             deadline = time.time() + wait_s
             while len(arrivals()) - before < expected and time.time() < deadline:
                 time.sleep(0.05)
+            if broker_pid:
+                broker_cpu_s = process_cpu_s(broker_pid) - broker_cpu_s
     finally:
         sub.terminate()
         sub.wait(10)
@@ -205,6 +215,7 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
             "approve_setpoints": len(lat), "approve_expected": expected,
             "approve_http_ms": round(approve_http_ms, 1), "plan_request_s": round(plan_s, 2),
             "plan_solver_status": plan.get("solver_status"),
+            "broker_cpu_ms_approval": round(broker_cpu_s * 1000.0) if broker_pid else None,
             "_window": (window_start, started + max(lat, default=0.0) / 1000.0)}
 
 
@@ -237,8 +248,10 @@ def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
     import httpx
 
     from adapters.broker import Broker, free_port
+    from benchmarks.machine import calibrate
 
     n_sites = _n_sites(devices)
+    machine = calibrate()  # before this process starts threads and the others start
     work = Path(tempfile.mkdtemp(prefix="ecogrid-bench-live-"))
     broker = Broker(work / "mosquitto").start()
     procs: list[subprocess.Popen] = []
@@ -278,7 +291,8 @@ def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
         def approve_later() -> None:
             time.sleep(seconds / 2)
             try:
-                result.update(_approve_to_device(base, headers, broker.url, 30.0, work))
+                result.update(_approve_to_device(base, headers, broker.url, 30.0, work,
+                                                 broker.pid))
             except Exception as exc:
                 result["approve_error"] = f"{type(exc).__name__}: {exc}"
             done.set()
@@ -326,7 +340,7 @@ def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
             "ws_clients": ws_clients - ws["closed"], "ws_clients_connected": ws["connected"],
             "lost": int(ws["closed"] + dropped), "ws_dropped_messages": int(dropped),
             "ws_slow_clients_dropped": int(kicked), "ws_compression": ws_compression,
-            **result,
+            **result, **machine,
             "note": "emulator, broker, service and clients share this machine"}
     finally:
         for p in reversed(procs):

@@ -319,7 +319,9 @@ def test_broker_restart_mid_stream_loses_nothing(fleet, tmp_path, mqtt_version):
         for i in range(n):
             pub.publish(f"sites/{site}/devices/{dev}/telemetry/seq", str(i).encode(), qos=1)
             if i == n // 3:
+                old_pid = broker.pid
                 broker.restart(down_s=0.5)
+                assert broker.pid not in (None, old_pid)  # a new Mosquitto process
             if i % 100 == 0:
                 time.sleep(0.01)
         assert _wait(lambda: len(seqs) == n, 30), f"{n - len(seqs)} lost"
