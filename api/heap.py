@@ -21,14 +21,22 @@ latencies. The policy:
 
 The young generations keep CPython's thresholds: raising the first one to
 10,000 made generation 1 collections 50-77 ms long.
+
+While a plan step goes out (:meth:`HeapPolicy.deferred`), the collector is
+off: building ~2,400 commands allocates tens of thousands of objects that all
+stay alive, and every collection it triggers on the way walks them for
+nothing. Measured in-process: the approval's CPU time fell by about a third.
+The collections it skipped run after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -51,6 +59,8 @@ class HeapPolicy:
         self.last_sweep_pause_s: float | None = None
         self._lock = threading.Lock()
         self._installed = False
+        self._deferring = 0  # callers inside deferred()
+        self._reenable = False  # whether the last of them turns the collector back on
 
     def settle(self) -> None:
         """Collect and freeze what is alive now, and from now on freeze the survivors of
@@ -81,6 +91,26 @@ class HeapPolicy:
         """True when the last sweep (or :meth:`settle`) is ``sweep_every_s`` ago."""
         return self.last_sweep_s is not None and (
             time.monotonic() - self.last_sweep_s >= self.sweep_every_s)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """No automatic collection inside the block (for every thread: keep it short).
+
+        Nested and concurrent blocks are fine: the collector comes back on when
+        the last one ends, and only if it was on when the first one began.
+        """
+        with self._lock:
+            if self._deferring == 0:
+                self._reenable = gc.isenabled()
+                gc.disable()
+            self._deferring += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deferring -= 1
+                if self._deferring == 0 and self._reenable:
+                    gc.enable()
 
     def close(self) -> None:
         """Stop freezing after full collections (the frozen heap stays frozen)."""

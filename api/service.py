@@ -445,7 +445,7 @@ class LiveService:
     def approve(self, plan_id: str, user: str) -> dict[str, Any]:
         # The plan step first: telemetry that arrives meanwhile is decoded after its send.
         paused = self.ingest.paused() if self.ingest is not None else contextlib.nullcontext()
-        with paused:
+        with paused, self.heap.deferred():  # and no garbage collection on the way
             rec = self.dispatcher.approve(plan_id, user, self.clock())
         self.metrics.plans.labels("approved").inc()
         return rec

@@ -66,3 +66,35 @@ def test_a_sweep_is_due_after_its_period_and_close_stops_freezing(policy):
     assert node.other.other is node
     with pytest.raises(ValueError, match="sweep_every_s"):
         HeapPolicy(sweep_every_s=0)
+
+
+def test_collection_is_deferred_inside_the_block_and_back_after_the_last_one(policy):
+    assert gc.isenabled()
+    with policy.deferred():
+        assert not gc.isenabled()
+        with policy.deferred():  # nested (or another thread's): still off
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+        node = _cycle()
+        ref = weakref.ref(node)
+        del node
+        kept = [[] for _ in range(10 * gc.get_threshold()[0])]  # would trigger collections
+        assert ref() is not None  # nothing collected the cycle meanwhile
+    assert gc.isenabled()
+    node = _cycle()
+    ref_after = weakref.ref(node)
+    del node
+    kept += [[] for _ in range(10 * gc.get_threshold()[0])]
+    assert ref_after() is None  # the same allocations now collect a cycle
+    gc.collect()
+    assert ref() is None
+
+
+def test_deferred_leaves_a_collector_that_was_off_off(policy):
+    gc.disable()
+    try:
+        with policy.deferred():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
