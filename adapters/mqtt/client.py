@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,11 @@ class FastClient(mqtt.Client):
         buf, start = self._rbuf, self._rpos
         if self._in_packet["command"] or start >= len(buf):
             return super()._packet_read()  # paho's reader: a new chunk, or a split packet
-        try:
-            length, i = _decode_varint(buf, start + 1)
-        except (IndexError, ValueError):
+        try:  # the remaining length: at most 4 bytes after the type byte
+            length, n = VariableByteIntegers.decode(buf[start + 1:start + 5])
+        except MalformedPacket:
             return super()._packet_read()  # split header, or paho reports the error
+        i = start + 1 + n
         if i + length > len(buf):
             return super()._packet_read()  # the body goes on in the next chunk
         self._rpos = i + length
@@ -132,11 +133,12 @@ class FastClient(mqtt.Client):
             if qos:
                 mid = (packet[end] << 8) | packet[end + 1]
                 end += 2
-            if self._protocol == mqtt.MQTTv5:  # skip the properties (no topic aliases
-                n, end = _decode_varint(packet, end)  # are negotiated, so none are needed)
-                end += n
+            if self._protocol == mqtt.MQTTv5:
+                # Skip the properties: no topic aliases are negotiated, so none are needed.
+                n, used = VariableByteIntegers.decode(packet[end:end + 4])
+                end += used + n
             name = topic.decode()
-        except (IndexError, ValueError, UnicodeDecodeError):
+        except (IndexError, MalformedPacket, UnicodeDecodeError):
             return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
         sink(name, packet[end:])
         return self._send_puback(mid) if qos == 1 else mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -221,7 +223,7 @@ class FastClient(mqtt.Client):
                     m.state = mqtt.mqtt_ms_wait_for_puback
                     n = len(topic_b)
                     packet = b"".join((
-                        header, _remaining_length(4 + n + len(props) + len(payload)),
+                        header, VariableByteIntegers.encode(4 + n + len(props) + len(payload)),
                         n.to_bytes(2, "big"), topic_b, mid.to_bytes(2, "big"), props, payload))
                     self._packet_queue(PUBLISH, packet, mid, 1, m.info)  # type: ignore[arg-type]
         return mids
@@ -345,32 +347,6 @@ class FastClient(mqtt.Client):
                         return rc
         finally:
             self._reading = False
-
-
-def _decode_varint(buf: bytes | bytearray, i: int) -> tuple[int, int]:
-    """MQTT's variable-length integer at ``buf[i:]`` (a remaining length, a properties
-    length): returns it and the index after it. IndexError when ``buf`` ends inside it,
-    ValueError when it runs past the 4 bytes MQTT allows."""
-    n = shift = 0
-    while True:
-        if shift > 21:
-            raise ValueError("variable-length integer longer than 4 bytes")
-        byte = buf[i]
-        i += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return n, i
-
-
-def _remaining_length(n: int) -> bytes:
-    """MQTT's variable-length encoding of a packet's remaining length."""
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
 
 
 class _BatchInfo:
