@@ -161,9 +161,9 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
     by this process's own REST load and Python MQTT client.
     """
     import httpx
+    import psutil
 
     from adapters.mqtt.client import parse_broker_url
-    from benchmarks.machine import process_cpu_s
 
     target = parse_broker_url(mqtt_url)
     out = work / "setpoints.txt"
@@ -197,7 +197,8 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
             expected = sum(1 for series in full["setpoints"].values() for v in series.values()
                            if 0 <= k < len(v) and v[k] is not None)
             before = len(arrivals())
-            broker_cpu_s = process_cpu_s(broker_pid) if broker_pid else 0.0
+            broker = psutil.Process(broker_pid) if broker_pid else None
+            broker_cpu_s = sum(broker.cpu_times()[:2]) if broker else 0.0  # user + system
             started = time.time()
             r = c.post(f"/api/v1/plans/{plan['id']}/approve")
             approve_http_ms = (time.time() - started) * 1000.0
@@ -205,8 +206,8 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
             deadline = time.time() + wait_s
             while len(arrivals()) - before < expected and time.time() < deadline:
                 time.sleep(0.05)
-            if broker_pid:
-                broker_cpu_s = process_cpu_s(broker_pid) - broker_cpu_s
+            if broker:
+                broker_cpu_s = sum(broker.cpu_times()[:2]) - broker_cpu_s
     finally:
         sub.terminate()
         sub.wait(10)

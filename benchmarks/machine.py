@@ -61,9 +61,3 @@ def calibrate() -> dict[str, float]:
     return {"machine_python_loop_ns": python_loop_ns(),
             "machine_socket_roundtrip_us": socket_roundtrip_us()}
 
-
-def process_cpu_s(pid: int) -> float:
-    """CPU time (user + system) process ``pid`` has used so far [s] (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
