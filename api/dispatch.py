@@ -19,6 +19,7 @@ Time comes in as ``now_s``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -78,6 +79,10 @@ class Dispatcher:
         self._sent_step: dict[str, int] = {}  # plan id -> last step released
         self._plan_cache: dict[str, dict[str, Any]] = {}
         self.on_sent: Callable[[int], None] | None = None
+        # Every plan step goes out inside this (the live service: telemetry decoding and
+        # the garbage collector wait, so the step's commands get the CPU first).
+        self.sending: Callable[[], contextlib.AbstractContextManager[Any]] = (
+            contextlib.nullcontext)
 
     def set_fleet(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -226,16 +231,17 @@ class Dispatcher:
         send_new = getattr(self.link, "send_new", None)
         if send_new is None:
             return items
-        for start in range(0, len(items), SEND_CHUNK):
-            chunk = items[start:start + SEND_CHUNK]
-            try:
-                send_new(chunk, now_s)
-            except (ValueError, ConnectionError) as exc:
-                log.info("%d commands of a plan step refused (%s); queueing them",
-                         len(items) - start, exc)
-                return items[start:]
-            if self.on_sent is not None:
-                self.on_sent(len(chunk))
+        with self.sending():
+            for start in range(0, len(items), SEND_CHUNK):
+                chunk = items[start:start + SEND_CHUNK]
+                try:
+                    send_new(chunk, now_s)
+                except (ValueError, ConnectionError) as exc:
+                    log.info("%d commands of a plan step refused (%s); queueing them",
+                             len(items) - start, exc)
+                    return items[start:]
+                if self.on_sent is not None:
+                    self.on_sent(len(chunk))
         return []
 
     def _setpoints(self, plan_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -102,6 +102,7 @@ class LiveService:
         # changes made around it (a replica's view reloads more often: api.replica).
         self.devices = DeviceView(registry, max_age_s=300.0)
         self.heap = HeapPolicy(settings.gc_sweep_s)
+        self.dispatcher.sending = self._sending_plan_step
         self._kpis: dict[str, Any] | None = None  # the newest figures, for GET /kpis
         self._kpis_mono_s = 0.0
         self._first_ingest_mono_s: float | None = None
@@ -442,11 +443,16 @@ class LiveService:
         async with self._plan_lock:
             return await asyncio.to_thread(self.request_plan, user)
 
-    def approve(self, plan_id: str, user: str) -> dict[str, Any]:
-        # The plan step first: telemetry that arrives meanwhile is decoded after its send.
+    @contextlib.contextmanager
+    def _sending_plan_step(self) -> Iterator[None]:
+        """What a plan step goes out inside (:attr:`Dispatcher.sending`): telemetry that
+        arrives meanwhile is decoded after it, and no garbage collection runs."""
         paused = self.ingest.paused() if self.ingest is not None else contextlib.nullcontext()
-        with paused, self.heap.deferred():  # and no garbage collection on the way
-            rec = self.dispatcher.approve(plan_id, user, self.clock())
+        with paused, self.heap.deferred():
+            yield
+
+    def approve(self, plan_id: str, user: str) -> dict[str, Any]:
+        rec = self.dispatcher.approve(plan_id, user, self.clock())
         self.metrics.plans.labels("approved").inc()
         return rec
 

@@ -3,6 +3,7 @@ link refuses is queued, not lost); a plan past its horizon is refused and stays 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -93,3 +94,36 @@ def test_approving_a_plan_past_its_horizon_is_refused_and_it_stays_expired(regis
     with registry.session() as s:
         assert plan_repo.get_plan(s, plan["id"], with_setpoints=False)["status"] == "expired"
     assert {"event": "expired", "plan_id": plan["id"]} in events
+
+
+def test_every_plan_step_goes_out_inside_the_sending_block(registry_and_fleet):
+    registry, fleet = registry_and_fleet
+    plan = _plan(fleet)
+    for series in plan["setpoints"].values():
+        for values in series.values():
+            values[1] = 1.0  # step 1 changes every value: it goes out whole too
+    inside = [False]
+    steps: list[tuple[int, bool]] = []  # (chunks the link got, inside the block)
+
+    class _Link(_LosingLink):
+        def send_new(self, items: list[dict[str, Any]], now_s: float) -> None:
+            super().send_new(items, now_s)
+            steps.append((len(self.chunks), inside[0]))
+
+    @contextmanager
+    def sending():
+        inside[0] = True
+        try:
+            yield
+        finally:
+            inside[0] = False
+
+    disp = Dispatcher(registry, fleet, _Link(0), notify=lambda channel, msg: None)
+    disp.sending = sending
+    disp.add_plan(plan, T0)
+    disp.approve(plan["id"], "olga", T0 + 1)  # step 0, at the approval
+    at_approval = len(steps)
+    disp.tick(T0 + 900.0 + 1)  # step 1, at its time
+    assert at_approval > 1 and len(steps) == 2 * at_approval  # both steps, in chunks
+    assert all(was_inside for _, was_inside in steps)
+    assert not inside[0]
