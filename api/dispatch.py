@@ -106,7 +106,8 @@ class Dispatcher:
 
     def approve(self, plan_id: str, user: str, now_s: float) -> dict[str, Any]:
         """Approve a proposed plan and release its current step's setpoints at once."""
-        with log_context(plan_id=plan_id):
+        # Inside ``sending`` from the start: the approval's own transaction comes first too.
+        with log_context(plan_id=plan_id), self.sending():
             t0 = time.perf_counter()
             rec = self._approve(plan_id, user, now_s)
             log.info("plan approved by %s; its current step went out in %.0f ms", user,
