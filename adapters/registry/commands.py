@@ -214,11 +214,15 @@ def get_command(s: Session, command_id: int) -> dict[str, Any] | None:
     return None if c is None else command_record(c)
 
 
-def list_commands(s: Session, *, device_id: str | None = None, status: str | None = None,
-                  plan_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def list_commands(s: Session, *, site_id: str | None = None, device_id: str | None = None,
+                  status: str | None = None, plan_id: str | None = None,
+                  limit: int = 200) -> list[dict[str, Any]]:
+    """Commands, newest first, narrowed by whichever filters are given."""
     if status is not None and status not in COMMAND_STATUSES:
         raise RegistryError(f"command status {status!r} is not one of {COMMAND_STATUSES}")
     q = select(Command).order_by(Command.id.desc()).limit(limit)
+    if site_id:
+        q = q.where(Command.site_id == site_id)
     if device_id:
         q = q.where(Command.device_id == device_id)
     if status:

@@ -93,6 +93,7 @@ class Command(Base):
     __table_args__ = (
         UniqueConstraint("device_id", "version", name="uq_command_device_version"),
         Index("ix_commands_status_due", "status", "due_s"),
+        Index("ix_commands_site_id_id", "site_id", "id"),  # a site's commands, newest first
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     command_id: Mapped[str] = mapped_column(String(64), unique=True)

@@ -94,30 +94,10 @@ def list_commands(user: Viewer, svc: Service, device_id: str | None = None,
                   status: str | None = None, plan_id: str | None = None,
                   site_id: str | None = None,
                   limit: int = Query(200, ge=1, le=5000)) -> list[dict[str, Any]]:
-    if site_id is not None:
-        if site_id not in svc.fleet.site_row:
-            raise RegistryError(f"no site {site_id!r}")
-        return svc.query(_site_commands, site_id, device_id=device_id, status=status,
-                         plan_id=plan_id, limit=limit)
-    return svc.query(cmd_repo.list_commands, device_id=device_id, status=status,
-                     plan_id=plan_id, limit=limit)
-
-
-def _site_commands(s: Any, site_id: str, **filters: Any) -> list[dict[str, Any]]:
-    """``list_commands`` narrowed to one site's commands (newest first)."""
-    from sqlalchemy import select
-
-    from adapters.registry.models import Command
-
-    if filters["status"] is not None and filters["status"] not in cmd_repo.COMMAND_STATUSES:
-        raise RegistryError(f"command status {filters['status']!r} is not one of "
-                            f"{cmd_repo.COMMAND_STATUSES}")
-    q = select(Command).where(Command.site_id == site_id)
-    for name in ("device_id", "status", "plan_id"):
-        if filters[name]:
-            q = q.where(getattr(Command, name) == filters[name])
-    q = q.order_by(Command.id.desc()).limit(filters["limit"])
-    return [cmd_repo.command_record(c) for c in s.scalars(q)]
+    if site_id is not None and site_id not in svc.fleet.site_row:
+        raise RegistryError(f"no site {site_id!r}")
+    return svc.query(cmd_repo.list_commands, site_id=site_id, device_id=device_id,
+                     status=status, plan_id=plan_id, limit=limit)
 
 
 @router.get("/commands/{command_id}", summary="One command")
