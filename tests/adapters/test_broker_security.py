@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from adapters.broker import Broker
 from adapters.credentials import gateway_user, hash_password, write_credentials
 from adapters.mqtt.client import connect, make_client
+from tests.api.server import wait_for
 
 
 def _client(url: str, user: str, password: str, client_id: str):
@@ -23,6 +25,15 @@ def _client(url: str, user: str, password: str, client_id: str):
     while not c.is_connected() and time.monotonic() < deadline:
         time.sleep(0.01)
     return c, got
+
+
+def _subscribe(c, *topics: str, qos: int = 1) -> None:
+    """Subscribe to ``topics`` in one SUBSCRIBE and wait for the broker's SUBACK (which it
+    sends for denied filters too, with a failure code)."""
+    acked = threading.Event()
+    c.on_subscribe = lambda cl, ud, mid, codes, props: acked.set()
+    c.subscribe([(t, qos) for t in topics])
+    assert acked.wait(10), f"no SUBACK for {topics}"
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +75,15 @@ def test_gateway_a_cannot_write_into_b_nor_read_bs_commands(secured):
     gw_a, a_got = _client(broker.url, gateway_user("A"), pw[gateway_user("A")], "gw-A")
     gw_b, b_got = _client(broker.url, gateway_user("B"), pw[gateway_user("B")], "gw-B")
     try:
-        svc.subscribe("sites/+/telemetry", qos=1)
-        svc.subscribe("sites/+/devices/+/commands/ack", qos=1)
-        svc.subscribe("sites/+/status", qos=1)
-        gw_a.subscribe("sites/A/devices/+/commands/setpoint", qos=1)
-        gw_a.subscribe("sites/B/devices/+/commands/setpoint", qos=1)  # denied by the ACL
-        gw_a.subscribe("sites/#", qos=1)  # only what A may read gets through
-        gw_b.subscribe("sites/B/devices/+/commands/setpoint", qos=1)
-        time.sleep(0.3)
+        _subscribe(svc, "sites/+/telemetry", "sites/+/devices/+/commands/ack", "sites/+/status")
+        _subscribe(gw_a, "sites/A/devices/+/commands/setpoint",
+                   "sites/B/devices/+/commands/setpoint",  # denied by the ACL
+                   "sites/#")  # only what A may read gets through
+        _subscribe(gw_b, "sites/B/devices/+/commands/setpoint")
         svc.publish("sites/A/devices/A1/commands/setpoint", b"for-A", qos=1)
         svc.publish("sites/B/devices/B1/commands/setpoint", b"for-B", qos=1).wait_for_publish(5)
         gw_a.publish("sites/A/telemetry", b'{"ts": 1, "devices": {}}', qos=1).wait_for_publish(5)
-        time.sleep(0.3)
+        wait_for(lambda: svc_got and a_got and b_got, timeout_s=10)
         # forgeries: A writes into B's topics, each from a fresh connection (in our runs
         # with Mosquitto 2.0.11, a publish right after a denied QoS 1 publish on the same
         # v5 connection never showed up at the broker, which would hide what we test)
@@ -104,14 +112,11 @@ def test_service_relays_events_that_gateways_cannot_read(secured):
     replica, replica_got = _client(broker.url, "ecogrid", "svc-pass", "replica")
     gw_a, a_got = _client(broker.url, gateway_user("A"), pw[gateway_user("A")], "gw-A-ev")
     try:
-        replica.subscribe("ecogrid/events/#", qos=0)
-        gw_a.subscribe("ecogrid/events/#", qos=0)  # denied by the ACL
-        time.sleep(0.3)
+        _subscribe(replica, "ecogrid/events/#", qos=0)
+        _subscribe(gw_a, "ecogrid/events/#", qos=0)  # denied by the ACL
         leader.publish("ecogrid/events/plans", b'[{"event": "proposed"}]', qos=0)
-        deadline = time.monotonic() + 5
-        while not replica_got and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)
+        wait_for(lambda: replica_got, timeout_s=10)
+        time.sleep(0.2)  # gateway A would have had it by now, were it let through
         assert replica_got == [("ecogrid/events/plans", b'[{"event": "proposed"}]')]
         assert a_got == []
     finally:
