@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from fastapi import Request
+from fastapi import HTTPException, Request
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
@@ -263,6 +263,21 @@ async def context(request: Request) -> dict[str, Any]:
     return {"svc": svc, "user": user, "request": request}
 
 
+class _Router(GraphQLRouter):
+    """strawberry's router, refusing a body that is not one JSON object with our JSON 400
+    (strawberry called ``.get`` on whatever the body held: a string or a number gave 500)."""
+
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            body = super().decode_json(data)
+        except ValueError as exc:
+            raise HTTPException(400, f"the request body is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise HTTPException(400, "the request body must be one JSON object with a 'query' "
+                                     f"(no batches), not a JSON {type(body).__name__}")
+        return body
+
+
 def graphql_router() -> GraphQLRouter:
     """The ``/graphql`` router (GET and POST queries; GraphiQL page without data access)."""
-    return GraphQLRouter(make_schema(), context_getter=context, graphql_ide="graphiql")
+    return _Router(make_schema(), context_getter=context, graphql_ide="graphiql")

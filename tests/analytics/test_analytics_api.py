@@ -116,6 +116,11 @@ def test_graphql_reads_with_rest_auth(app_client):
                      "revenue_eur": 0.015}]
     r = _gql(client, "mutation { x }", auth)
     assert "errors" in r.json()
+    for body in ('"{ sites { id } }"', "7", "null", "[]", "{bad"):  # not one JSON object
+        r = client.post("/graphql", content=body,
+                        headers={**auth, "content-type": "application/json"})
+        assert r.status_code == 400, (body, r.status_code, r.text)
+        assert "request body" in r.json()["error"]
 
 
 def test_graphql_depth_and_cost_limits(app_client):
