@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, WebSocketException, status
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
@@ -26,6 +26,7 @@ from graphql import (
     SelectionSetNode,
     ValidationRule,
 )
+from starlette.requests import HTTPConnection
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -250,8 +251,13 @@ def make_schema() -> strawberry.Schema:
                                  lambda: AddValidationRules([CostLimit])])
 
 
-async def context(request: Request) -> dict[str, Any]:
-    """Request context: the live service and the signed-in viewer (401/403 otherwise)."""
+async def context(request: HTTPConnection) -> dict[str, Any]:
+    """Request context: the live service and the signed-in viewer (401/403 otherwise).
+
+    A WebSocket is refused here, before strawberry sees it: there are no subscriptions."""
+    if request.scope["type"] == "websocket":
+        raise WebSocketException(status.WS_1008_POLICY_VIOLATION,
+                                 "GraphQL is served over HTTP only (no subscriptions)")
     svc = request.app.state.service
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -264,12 +270,12 @@ async def context(request: Request) -> dict[str, Any]:
 
 
 class _Router(GraphQLRouter):
-    """strawberry's router, refusing a body that is not one JSON object with our JSON 400
-    (strawberry called ``.get`` on whatever the body held: a string or a number gave 500)."""
+    """strawberry's router, refusing an HTTP body that is not one JSON object with our JSON
+    400 (strawberry called ``.get`` on whatever the body held: a string or a number gave 500)."""
 
-    def decode_json(self, data: str | bytes) -> object:
+    def parse_json(self, data: str | bytes) -> object:
         try:
-            body = super().decode_json(data)
+            body = self.decode_json(data)
         except ValueError as exc:
             raise HTTPException(400, f"the request body is not JSON: {exc}") from exc
         if not isinstance(body, dict):
@@ -280,4 +286,5 @@ class _Router(GraphQLRouter):
 
 def graphql_router() -> GraphQLRouter:
     """The ``/graphql`` router (GET and POST queries; GraphiQL page without data access)."""
-    return _Router(make_schema(), context_getter=context, graphql_ide="graphiql")
+    return _Router(make_schema(), context_getter=context, graphql_ide="graphiql",
+                   subscription_protocols=())

@@ -12,6 +12,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from api.settings import Settings
 from tests.api.server import login, running_app
@@ -121,6 +123,12 @@ def test_graphql_reads_with_rest_auth(app_client):
                         headers={**auth, "content-type": "application/json"})
         assert r.status_code == 400, (body, r.status_code, r.text)
         assert "request body" in r.json()["error"]
+    # No subscriptions: a WebSocket handshake is refused (it failed with 500 before).
+    ws_url = str(client.base_url).replace("http", "ws", 1) + "/graphql"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url, subprotocols=["graphql-transport-ws"], additional_headers=auth,
+                open_timeout=10)
+    assert refused.value.response.status_code == 403
 
 
 def test_graphql_depth_and_cost_limits(app_client):
