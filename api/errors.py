@@ -22,6 +22,7 @@ from api.accounts import RateLimited
 from api.auth import AuthError
 from api.dispatch import SetpointError
 from api.history import HistoryError
+from api.planning import PlannerUnavailable
 from api.service import ServiceUnavailable
 from twin.fleet import FleetError
 
@@ -93,7 +94,9 @@ def install(app: FastAPI) -> None:
         return error(400, str(exc))
 
     @app.exception_handler(ServiceUnavailable)
-    async def _unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+    @app.exception_handler(PlannerUnavailable)
+    async def _unavailable(request: Request,
+                           exc: ServiceUnavailable | PlannerUnavailable) -> JSONResponse:
         return error(503, str(exc))
 
     @app.exception_handler(Exception)

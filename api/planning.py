@@ -322,6 +322,11 @@ def _shutdown(slot: _Slot, grace_s: float = 5.0) -> None:
             slot.lock.release()
 
 
+class PlannerUnavailable(RuntimeError):
+    """The optimizer worker could not answer this call: it died, hung (and was stopped),
+    or the planner is closed. The next call starts a new worker; HTTP 503."""
+
+
 class ProcessPlanner:
     """:class:`OptimizerPlanner` in a worker process: the same plans, off the service's GIL.
 
@@ -348,9 +353,10 @@ class ProcessPlanner:
     * a worker found dead before a call (killed between plans) is replaced,
       with a warning, and the call goes ahead;
     * a worker that dies during a call, or does not answer within
-      ``timeout_s`` (it is then killed), makes that call raise RuntimeError
-      saying so; it is not retried (the same input may kill the next worker
-      too), and the next call starts a new worker.
+      ``timeout_s`` (it is then killed), makes that call raise
+      :class:`PlannerUnavailable` saying so; it is not retried (the same
+      input may kill the next worker too), and the next call starts a new
+      worker.
 
     :meth:`close` stops the worker; it is also stopped when the planner is
     garbage collected or the interpreter exits, so no process is left behind.
@@ -413,9 +419,9 @@ class ProcessPlanner:
             self._ensure_worker()
 
     def close(self) -> None:
-        """Stop the worker process; later plans raise RuntimeError. Idempotent.
+        """Stop the worker process; later plans raise PlannerUnavailable. Idempotent.
 
-        A plan in flight in another thread ends with RuntimeError.
+        A plan in flight in another thread ends with PlannerUnavailable.
         """
         self._closed = True
         self._finalizer()
@@ -426,7 +432,7 @@ class ProcessPlanner:
 
         Raises
         ------
-        RuntimeError
+        PlannerUnavailable
             When the planner is closed, or the worker died or timed out
             during this call (the next call starts a new worker).
         Exception
@@ -456,7 +462,7 @@ class ProcessPlanner:
     def _ensure_worker(self) -> _Worker:
         """The running worker; a new one when there is none or it died (lock held)."""
         if self._closed:
-            raise RuntimeError("this ProcessPlanner is closed")
+            raise PlannerUnavailable("this ProcessPlanner is closed")
         w = self._slot.worker
         if w is not None and w.process.is_alive():
             return w
@@ -487,7 +493,7 @@ class ProcessPlanner:
         return w
 
     def _receive(self, w: _Worker, timeout_s: float, doing: str) -> tuple:
-        """The worker's next reply, or RuntimeError when it dies or times out."""
+        """The worker's next reply, or PlannerUnavailable when it dies or times out."""
         try:
             ready = w.conn.poll(timeout_s)
         except (OSError, EOFError) as exc:
@@ -495,9 +501,9 @@ class ProcessPlanner:
         if not ready:
             pid = w.process.pid
             self._forget(w)
-            raise RuntimeError(f"the optimizer worker process (pid {pid}) did not answer "
-                               f"within {timeout_s:g} s while {doing}; it was stopped and the "
-                               "next call starts a new one")
+            raise PlannerUnavailable(f"the optimizer worker process (pid {pid}) did not answer "
+                                     f"within {timeout_s:g} s while {doing}; it was stopped "
+                                     "and the next call starts a new one")
         try:
             return w.conn.recv()
         except (OSError, EOFError) as exc:
@@ -513,9 +519,9 @@ class ProcessPlanner:
         pid = w.process.pid
         code = self._forget(w)
         if self._closed:
-            raise RuntimeError(f"the ProcessPlanner was closed while {doing}") from None
-        raise RuntimeError(f"the optimizer worker process (pid {pid}) {_ended(code)} while "
-                           f"{doing}; the next call starts a new one") from exc
+            raise PlannerUnavailable(f"the ProcessPlanner was closed while {doing}") from None
+        raise PlannerUnavailable(f"the optimizer worker process (pid {pid}) {_ended(code)} "
+                                 f"while {doing}; the next call starts a new one") from exc
 
 
 def _relog(records: list[logging.LogRecord]) -> None:

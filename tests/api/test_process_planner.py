@@ -263,11 +263,23 @@ def test_the_app_plans_in_the_worker_and_stops_it(tmp_path):
         planner = app.state.service.planner
         assert isinstance(planner, ProcessPlanner)
         with httpx.Client(base_url=url, timeout=120) as c:
-            r = c.post("/api/v1/plans", headers=login(c, *admin))
-        assert r.status_code in (200, 201), r.text
-        assert r.json()["solver_status"] == "optimal"
-        pid = planner.worker_pid
-        assert pid is not None and pid != os.getpid()
+            auth = login(c, *admin)
+            r = c.post("/api/v1/plans", headers=auth)
+            assert r.status_code in (200, 201), r.text
+            assert r.json()["solver_status"] == "optimal"
+            pid = planner.worker_pid
+            assert pid is not None and pid != os.getpid()
+            # A worker that does not answer in time: that request gets 503 naming it, the
+            # worker is stopped, and the next request plans in a new one.
+            timeout_s, planner.timeout_s = planner.timeout_s, 0.001
+            r = c.post("/api/v1/plans", headers=auth)
+            assert r.status_code == 503, r.text
+            assert f"worker process (pid {pid}) did not answer" in r.json()["error"]
+            assert _gone(pid)
+            planner.timeout_s = timeout_s
+            r = c.post("/api/v1/plans", headers=auth)
+            assert r.status_code in (200, 201), r.text
+            pid = planner.worker_pid
     assert _gone(pid)
 
 
