@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from adapters.registry.commands import FINAL_STATUSES, WIRE_STATES
 from adapters.registry.db import Registry
@@ -177,14 +178,25 @@ class SqlCommandStore:
             return rec
         with self.registry.session() as s:
             c = s.scalar(select(Command).where(Command.command_id == command_id))
-            return None if c is None or c.version is None else to_command_record(c)
+            if c is None or c.version is None:
+                return None
+            self._known_rows({command_id: c.id})
+            return to_command_record(c)
 
     def open_commands(self) -> list[Any]:
         self.flush()
         with self.registry.session() as s:
             rows = s.scalars(select(Command).where(
                 Command.status.in_(("queued", "sent", "received")))).all()
+            self._known_rows({c.command_id: c.id for c in rows})
             return [to_command_record(c) for c in rows]
+
+    def _known_rows(self, row_of: dict[str, int]) -> None:
+        """Commands read back from the registry have their rows: saved later (superseded,
+        acknowledged late), they must not take a row :meth:`adopt` left for a new command."""
+        with self._lock:
+            for cid, row in row_of.items():
+                self._row_of.setdefault(cid, row)
 
     def history(self, device_id: str | None = None, limit: int = 100) -> list[Any]:
         self.flush()
@@ -207,17 +219,12 @@ class SqlCommandStore:
                 return 0
             try:
                 recs = self._write(dirty, rows, fields)
+            except IntegrityError:
+                recs = self._write_apart(dirty, rows, fields)
             except Exception:
-                with self._lock:  # keep the changes for the next flush (newer ones win)
-                    self._dirty = {**dirty, **self._dirty}
+                self._keep(dirty)
                 raise
-            with self._lock:
-                for cid in fields:
-                    self._new_fields.pop(cid, None)  # the row exists now
-                for cid, rec in dirty.items():
-                    if rec.terminal and cid not in self._dirty:
-                        self._cache.pop(cid, None)
-                        self._row_of.pop(cid, None)
+            self._done(dirty, fields)
         if self.on_change is not None:
             for r in recs:
                 try:
@@ -225,6 +232,45 @@ class SqlCommandStore:
                 except Exception:
                     log.exception("command change listener failed")
         return len(recs)
+
+    def _keep(self, dirty: dict[str, Any]) -> None:
+        """Keep unwritten changes for the next flush (newer ones win)."""
+        with self._lock:
+            self._dirty = {**dirty, **self._dirty}
+
+    def _done(self, dirty: dict[str, Any], fields: dict[str, dict[str, Any]]) -> None:
+        """Forget what a flush no longer needs of these records (written or dropped)."""
+        with self._lock:
+            for cid in dirty:
+                if cid in fields:
+                    self._new_fields.pop(cid, None)  # the row exists now
+            for cid, rec in dirty.items():
+                if rec.terminal and cid not in self._dirty:
+                    self._cache.pop(cid, None)
+                    self._row_of.pop(cid, None)
+
+    def _write_apart(self, dirty: dict[str, Any], rows: dict[str, int | None],
+                     fields: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """After a batch broke a constraint: each record in its own transaction, so that
+        one conflicting with the stored commands cannot hold the others back. Retrying it
+        cannot help, so it is logged and dropped. Another error keeps the records not yet
+        written for the next flush."""
+        out: list[dict[str, Any]] = []
+        items = list(dirty.items())
+        for i, (cid, rec) in enumerate(items):
+            try:
+                out += self._write({cid: rec}, {cid: rows[cid]},
+                                   {cid: fields[cid]} if cid in fields else {})
+            except IntegrityError as exc:
+                first = str(exc.orig).splitlines()[0] if exc.orig is not None else exc
+                log.error("command %s (device %s, version %s, %s) conflicts with the stored "
+                          "commands and is not stored: %s", cid, rec.device_id, rec.version,
+                          rec.state, first)
+            except Exception:
+                self._done(dict(items[:i]), fields)
+                self._keep(dict(items[i:]))
+                raise
+        return out
 
     def _write(self, dirty: dict[str, Any], rows: dict[str, int | None],
                fields: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -270,10 +316,15 @@ class SqlCommandStore:
                 log.exception("writing command states failed; retrying")
 
     def close(self) -> None:
-        """Stop the writer thread after a last flush."""
+        """Stop the writer thread after a last flush. A last flush that fails is logged
+        with what it could not store (there is no later one), not raised."""
         self._stop.set()
         self._thread.join(5)
-        self.flush()
+        try:
+            self.flush()
+        except Exception:
+            log.exception("the last write of command states failed: %d changes are not "
+                          "stored", len(self._dirty))
 
 
 # Columns a record change writes, and the keys of the registry record (commands.command_record).

@@ -338,6 +338,59 @@ def test_command_store_writes_rows_behind_commands_already_sent(registry):
         store.close()
 
 
+def test_a_restarted_store_ties_new_rows_to_new_commands_only(registry):
+    """After a restart the publisher holds commands read back from the registry. When such
+    an old command is saved (superseded by a plan step, or acknowledged late) while the
+    step's rows wait to be written, it must not take the new command's row: the writer
+    then inserted the old command again, failed on its (device, version) and retried the
+    whole batch forever."""
+    from adapters.mqtt.types import CommandRecord
+    from adapters.registry.command_store import SqlCommandStore
+
+    fields = {"source": "plan", "plan_id": "p1", "created_by": "olga", "due_s": T0,
+              "created_s": T0}
+    before = SqlCommandStore(registry, flush_s=60.0)
+    try:
+        before.reserve(["D", "E"])
+        for cid, dev in (("old-d", "D"), ("old-e", "E")):
+            before.adopt(dev, dict(fields))
+            before.save(CommandRecord(cid, "S", dev, before.next_version(dev), {"p_kw": 5.0},
+                                      T0, T0 + 900, "received"))
+        before.flush()
+    finally:
+        before.close()
+    store = SqlCommandStore(registry, flush_s=60.0)  # the restarted service
+    try:
+        old_d = {r.command_id: r for r in store.open_commands()}["old-d"]
+        step = dict(fields, plan_id="p2", due_s=T0 + 900, created_s=T0 + 900)
+        store.reserve(["D", "E"])
+        store.adopt("D", dict(step))
+        store.adopt("E", dict(step))
+        new = {}
+        for dev in ("D", "E"):
+            new[dev] = CommandRecord(f"new-{dev.lower()}", "S", dev, store.next_version(dev),
+                                     {"p_kw": 7.0}, T0 + 900, T0 + 1800, "queued")
+        # D's old command (from open_commands) is superseded; E's is acknowledged late
+        # (read back through get), both before the new records are saved.
+        store.save(old_d.moved("expired", T0 + 900, f"superseded by version "
+                                                   f"{new['D'].version}"))
+        store.save(store.get("old-e").moved("applied", T0 + 900))
+        store.save(new["D"])
+        store.save(new["E"])
+        assert store.flush() == 4
+        with registry.session() as s:
+            rows = {c["command_id"]: c for c in commands.list_commands(s, limit=10)}
+        assert set(rows) == {"old-d", "old-e", "new-d", "new-e"}
+        assert (rows["old-d"]["status"], rows["old-d"]["plan_id"]) == ("superseded", "p1")
+        assert (rows["old-e"]["status"], rows["old-e"]["plan_id"]) == ("applied", "p1")
+        for dev in ("D", "E"):
+            r = rows[f"new-{dev.lower()}"]
+            assert (r["plan_id"], r["version"]) == ("p2", new[dev].version)
+            assert r["version"] > rows[f"old-{dev.lower()}"]["version"]
+    finally:
+        store.close()
+
+
 def test_command_store_keeps_changes_when_a_write_fails(registry):
     from adapters.mqtt.types import CommandRecord
     from adapters.registry.command_store import SqlCommandStore
@@ -354,6 +407,31 @@ def test_command_store_keeps_changes_when_a_write_fails(registry):
         assert store.flush() == 1  # the change was kept for the next flush
         with registry.session() as s:
             assert [c["command_id"] for c in commands.list_commands(s, limit=5)] == ["w-1"]
+    finally:
+        store.close()
+
+
+def test_a_record_that_conflicts_is_dropped_and_does_not_hold_back_the_others(registry,
+                                                                             caplog):
+    from adapters.mqtt.types import CommandRecord
+    from adapters.registry.command_store import SqlCommandStore
+
+    store = SqlCommandStore(registry, flush_s=60.0)
+    try:
+        store.save(CommandRecord("c-1", "S", "D", 1, {"p_kw": 2.0}, T0, T0 + 60, "queued"))
+        assert store.flush() == 1
+        # Same device and version as c-1 under another id: a broken record.
+        store.save(CommandRecord("c-2", "S", "D", 1, {"p_kw": 3.0}, T0, T0 + 60, "queued"))
+        store.save(CommandRecord("c-3", "S", "E", 1, {"p_kw": 4.0}, T0, T0 + 60, "queued"))
+        store.save(store.get("c-1").moved("sent", T0 + 1))
+        with caplog.at_level("ERROR", logger="adapters.registry.command_store"):
+            assert store.flush() == 2
+        assert "command c-2 (device D, version 1, queued) conflicts" in caplog.text
+        store.save(CommandRecord("c-4", "S", "E", 2, {"p_kw": 5.0}, T0, T0 + 60, "queued"))
+        assert store.flush() == 1  # nothing left to retry
+        with registry.session() as s:
+            rows = {c["command_id"]: c for c in commands.list_commands(s, limit=10)}
+        assert set(rows) == {"c-1", "c-3", "c-4"} and rows["c-1"]["status"] == "sent"
     finally:
         store.close()
 
