@@ -9,9 +9,12 @@ rejected | expired`` from the device's acknowledgements on
 * versions rise per device and come from a :class:`CommandStore`, so a
   restart with a durable store never reuses one;
 * ``sent`` means the broker took the message (its PUBACK);
-* a command not ``received`` within ``ack_timeout_s`` is published again
-  until ``valid_until``; a newer command for the same device supersedes
-  (expires) the older one, so a retry never overwrites a newer setpoint;
+* a command not ``received`` within ``ack_timeout_s``, or ``received`` but
+  neither ``applied`` nor ``rejected`` within ``final_ack_timeout_s``, is
+  published again until ``valid_until`` (the device confirms a re-delivery,
+  so a lost acknowledgement heals); a newer command for the same device
+  supersedes (expires) the older one, so a retry never overwrites a newer
+  setpoint;
 * duplicate, late, unknown and malformed acknowledgements are ignored and
   counted;
 * :meth:`CommandPublisher.send_many` publishes a whole plan step in one go
@@ -75,6 +78,8 @@ ACK_FILTER = "sites/+/devices/+/commands/ack"
 # whole plan step goes out at once, unless the broker announces a Receive Maximum. (With a
 # limit, paho walks all unacknowledged messages on every PUBACK: quadratic in a burst.)
 MAX_INFLIGHT = 0
+# A broker announcing a smaller Receive Maximum runs with stock limits: warn once.
+SMALL_RECEIVE_MAXIMUM = 1000
 # Setpoint key per device type code.
 SETPOINT_KEY: dict[int, str] = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
 
@@ -112,6 +117,9 @@ class CommandPublisher:
         ``() -> Unix s``.
     ack_timeout_s : float
         Publish again when no ``received`` came within this time [s].
+    final_ack_timeout_s : float
+        Publish again when a ``received`` command got no ``applied`` or ``rejected``
+        within this time after its last publish [s].
     check_interval_s : float
         How often retries and expiry are checked [s].
     persistent : bool
@@ -122,13 +130,16 @@ class CommandPublisher:
 
     def __init__(self, fleet: Fleet, store: CommandStore | None = None, *,
                  client_id: str = "ecogrid-commands", clock: Callable[[], float] = time.time,
-                 ack_timeout_s: float = 5.0, check_interval_s: float = 0.5,
-                 persistent: bool = True, ca_file: str | None = None):
+                 ack_timeout_s: float = 5.0, final_ack_timeout_s: float = 10.0,
+                 check_interval_s: float = 0.5, persistent: bool = True,
+                 ca_file: str | None = None):
         self.fleet = fleet
         self.store: CommandStore = store if store is not None else MemoryCommandStore()
         self.client_id = client_id
         self.clock = clock
         self.ack_timeout_s = float(ack_timeout_s)
+        self.final_ack_timeout_s = float(final_ack_timeout_s)
+        self._warned_limits = False
         self.check_interval_s = float(check_interval_s)
         self.persistent = persistent
         self.ca_file = ca_file
@@ -380,7 +391,8 @@ class CommandPublisher:
             self._change(rec.moved(SENT, self.clock()))
 
     def tick(self, now_s: float | None = None) -> None:
-        """Expire commands past ``valid_until`` and publish again those not received in time."""
+        """Expire commands past ``valid_until`` and publish again those not acknowledged
+        in time (not ``received``, or ``received`` without a final acknowledgement)."""
         now = self.clock() if now_s is None else float(now_s)
         with self._send_lock:
             again = []
@@ -389,15 +401,24 @@ class CommandPublisher:
                 for rec in list(self._open.values()):
                     if now >= rec.valid_until_s:
                         self._change(rec.moved(EXPIRED, now, "valid_until passed"))
-                    elif rec.state in (QUEUED, SENT) and client is not None and (
-                            rec.last_sent_s is None or now - rec.last_sent_s >= self.ack_timeout_s):
-                        if self._latest.get(rec.device_id) == rec.version:
-                            log.info("no ack for %s v%d; publishing again", rec.device_id,
-                                     rec.version)
-                            rec = self._attempt(rec, now)
-                            self._change(rec)
-                            again.append(rec)
+                    elif client is not None and self._overdue(rec, now) \
+                            and self._latest.get(rec.device_id) == rec.version:
+                        log.info("no %s for %s v%d; publishing again",
+                                 "final ack" if rec.state == RECEIVED else "ack",
+                                 rec.device_id, rec.version)
+                        rec = self._attempt(rec, now)
+                        self._change(rec)
+                        again.append(rec)
             self._publish(client, again)
+
+    def _overdue(self, rec: CommandRecord, now: float) -> bool:
+        """Whether an open command waited too long for its next acknowledgement."""
+        if rec.last_sent_s is None:
+            return rec.state in (QUEUED, SENT)
+        waited = now - rec.last_sent_s
+        if rec.state == RECEIVED:
+            return waited >= self.final_ack_timeout_s
+        return waited >= self.ack_timeout_s
 
     def _run(self) -> None:
         while not self._stop.wait(self.check_interval_s):
@@ -414,6 +435,13 @@ class CommandPublisher:
             return
         limit = getattr(properties, "ReceiveMaximum", None)  # MQTT 5: the broker's limit
         client.limit_inflight(int(limit) if limit else MAX_INFLIGHT)
+        if limit and int(limit) < SMALL_RECEIVE_MAXIMUM and not self._warned_limits:
+            self._warned_limits = True
+            log.warning("the broker allows only %d unacknowledged messages per client "
+                        "(Mosquitto: max_inflight_messages; its other defaults, such as "
+                        "max_queued_messages 1000, drop messages to us in a plan step's "
+                        "burst): set them as in deploy/mosquitto/mosquitto.conf "
+                        "(docs/mqtt-scaling.md, broker limits)", int(limit))
         client.subscribe([(ACK_FILTER, SubscribeOptions(qos=1))])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,

@@ -180,7 +180,8 @@ class SqlCommandStore:
             c = s.scalar(select(Command).where(Command.command_id == command_id))
             if c is None or c.version is None:
                 return None
-            self._known_rows({command_id: c.id})
+            if c.status not in FINAL_STATUSES:  # it may be saved again: keep its row
+                self._known_rows({command_id: c.id})
             return to_command_record(c)
 
     def open_commands(self) -> list[Any]:

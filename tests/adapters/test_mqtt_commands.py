@@ -114,6 +114,38 @@ def test_unacknowledged_command_is_retried_then_expires(fleet, mqtt_url):
         pub.stop()
 
 
+def test_a_lost_applied_ack_heals_by_publishing_again(fleet, mqtt_url):
+    """A broker under a burst may drop acknowledgements (Mosquitto's max_queued_messages):
+    a command left ``received`` is published again, and the device confirms it."""
+    pub = CommandPublisher(fleet, client_id="cmd-heal", final_ack_timeout_s=0.5,
+                           check_interval_s=0.05).start(mqtt_url)
+    emu = Emulator(fleet, mqtt_url)
+    emu.connect()
+    ours: list[str] = []
+    lost: list[dict] = []
+    send_applied = emu._send_applied
+
+    def drop_ours_once(now_s: float) -> None:  # our first applied ack never arrives
+        for site_row, acks in emu._applied.items():
+            if not lost:
+                lost.extend(a for _, a in acks if ours and a["command_id"] == ours[0])
+                emu._applied[site_row] = [(t, a) for t, a in acks if a not in lost]
+        send_applied(now_s)
+
+    emu._send_applied = drop_ours_once
+    bat = _rows(fleet, "battery")[-1]  # no other test's retained setpoint
+    try:
+        rec = pub.send(bat, 15.0, valid_for_s=60)
+        ours.append(rec.command_id)
+        assert _pump(emu, lambda: pub.get(rec.command_id).state == APPLIED)
+        final = pub.get(rec.command_id)
+        assert lost and final.attempts >= 2  # published again after the lost ack
+        assert [s for s, _ in final.transitions] == [QUEUED, SENT, RECEIVED, APPLIED]
+    finally:
+        emu.stop()
+        pub.stop()
+
+
 def test_duplicate_late_and_unknown_acks_are_ignored(fleet):
     clock = [1000.0]
     pub = CommandPublisher(fleet, clock=lambda: clock[0])  # not started: no broker needed
@@ -268,10 +300,11 @@ def test_send_many_checks_every_item_before_anything_goes_out(fleet):
                                                            other.command_id}
 
 
-def test_a_burst_respects_the_brokers_receive_maximum(tmp_path):
+def test_a_burst_respects_the_brokers_receive_maximum(tmp_path, caplog):
     """A broker that announces a Receive Maximum (Mosquitto's max_inflight_messages) gets
     at most that many unacknowledged setpoints at once, and still every one of a burst;
-    without one the publisher keeps no limit (a plan step goes out at once)."""
+    without one the publisher keeps no limit (a plan step goes out at once). A small one
+    is a broker with stock limits: the publisher warns, naming the setting."""
     from adapters.broker import Broker
     from adapters.mqtt.store import MemoryCommandStore
 
@@ -279,9 +312,13 @@ def test_a_burst_respects_the_brokers_receive_maximum(tmp_path):
     ids = [str(d) for r, d in enumerate(fleet.device_id)
            if int(fleet.device_type[r]) in SETPOINT_KEY]
     with Broker(tmp_path / "mq", extra_config=("max_inflight_messages 5",)) as broker:
-        pub = CommandPublisher(fleet, MemoryCommandStore(), client_id="cmd-rm").start(broker.url)
+        with caplog.at_level("WARNING", logger="adapters.mqtt.commands"):
+            pub = CommandPublisher(fleet, MemoryCommandStore(),
+                                   client_id="cmd-rm").start(broker.url)
         try:
             assert pub._client.max_inflight_messages == 5
+            assert "allows only 5 unacknowledged messages" in caplog.text
+            assert "max_inflight_messages" in caplog.text
             until = time.time() + 60
             pub.send_many([(d, 3.0, until) for d in ids])
             deadline = time.monotonic() + 20
