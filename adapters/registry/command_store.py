@@ -180,17 +180,20 @@ class SqlCommandStore:
             c = s.scalar(select(Command).where(Command.command_id == command_id))
             if c is None or c.version is None:
                 return None
-            if c.status not in FINAL_STATUSES:  # it may be saved again: keep its row
-                self._known_rows({command_id: c.id})
-            return to_command_record(c)
+            rec, row, final = to_command_record(c), c.id, c.status in FINAL_STATUSES
+        if not final:  # it may be saved again: keep its row
+            self._known_rows({command_id: row})
+        return rec
 
     def open_commands(self) -> list[Any]:
         self.flush()
         with self.registry.session() as s:
             rows = s.scalars(select(Command).where(
                 Command.status.in_(("queued", "sent", "received")))).all()
-            self._known_rows({c.command_id: c.id for c in rows})
-            return [to_command_record(c) for c in rows]
+            recs, row_of = [to_command_record(c) for c in rows], {c.command_id: c.id
+                                                                  for c in rows}
+        self._known_rows(row_of)
+        return recs
 
     def _known_rows(self, row_of: dict[str, int]) -> None:
         """Commands read back from the registry have their rows: saved later (superseded,
@@ -242,10 +245,9 @@ class SqlCommandStore:
     def _done(self, dirty: dict[str, Any], fields: dict[str, dict[str, Any]]) -> None:
         """Forget what a flush no longer needs of these records (written or dropped)."""
         with self._lock:
-            for cid in dirty:
+            for cid, rec in dirty.items():
                 if cid in fields:
                     self._new_fields.pop(cid, None)  # the row exists now
-            for cid, rec in dirty.items():
                 if rec.terminal and cid not in self._dirty:
                     self._cache.pop(cid, None)
                     self._row_of.pop(cid, None)
