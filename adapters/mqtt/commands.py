@@ -433,15 +433,15 @@ class CommandPublisher:
         if reason_failed(reason):
             log.warning("command publisher: connection refused: %s", reason)
             return
-        limit = getattr(properties, "ReceiveMaximum", None)  # MQTT 5: the broker's limit
-        client.limit_inflight(int(limit) if limit else MAX_INFLIGHT)
-        if limit and int(limit) < SMALL_RECEIVE_MAXIMUM and not self._warned_limits:
+        limit = int(getattr(properties, "ReceiveMaximum", 0) or 0)  # MQTT 5: the broker's
+        client.limit_inflight(limit or MAX_INFLIGHT)
+        if 0 < limit < SMALL_RECEIVE_MAXIMUM and not self._warned_limits:
             self._warned_limits = True
             log.warning("the broker allows only %d unacknowledged messages per client "
                         "(Mosquitto: max_inflight_messages; its other defaults, such as "
                         "max_queued_messages 1000, drop messages to us in a plan step's "
                         "burst): set them as in deploy/mosquitto/mosquitto.conf "
-                        "(docs/mqtt-scaling.md, broker limits)", int(limit))
+                        "(docs/mqtt-scaling.md, broker limits)", limit)
         client.subscribe([(ACK_FILTER, SubscribeOptions(qos=1))])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,

@@ -190,8 +190,8 @@ class SqlCommandStore:
         with self.registry.session() as s:
             rows = s.scalars(select(Command).where(
                 Command.status.in_(("queued", "sent", "received")))).all()
-            recs, row_of = [to_command_record(c) for c in rows], {c.command_id: c.id
-                                                                  for c in rows}
+            recs = [to_command_record(c) for c in rows]
+            row_of = {c.command_id: c.id for c in rows}
         self._known_rows(row_of)
         return recs
 
