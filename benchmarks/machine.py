@@ -60,4 +60,3 @@ def calibrate() -> dict[str, float]:
     """Both figures, for a benchmark's JSON line."""
     return {"machine_python_loop_ns": python_loop_ns(),
             "machine_socket_roundtrip_us": socket_roundtrip_us()}
-
