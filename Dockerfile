@@ -18,7 +18,7 @@ FROM node:20-bookworm-slim AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
-# The files the dashboard loads (api/dashboard VENDOR_FILES), with their licences:
+# The files the dashboard loads (api/http/dashboard VENDOR_FILES), with their licences:
 # the same list as ./bootstrap's dashboard_assets (a test keeps the two equal).
 RUN mkdir -p /vendor/leaflet/images /vendor/uplot \
     && cp node_modules/leaflet/dist/leaflet-src.esm.js node_modules/leaflet/dist/leaflet.css \
@@ -44,14 +44,14 @@ COPY optimizer ./optimizer
 COPY scenarios ./scenarios
 COPY adapters ./adapters
 COPY api ./api
-COPY --from=web /vendor ./api/dashboard/vendor
+COPY --from=web /vendor ./api/http/dashboard/vendor
 # The project itself (its dependencies are installed by the layer above). The vendor
 # folder is copied in whole: pyproject's package-data does not list every file type
 # it holds (images, licences).
 # hadolint ignore=DL3013
 RUN pip install --no-deps ".[postgres]" \
-    && dash="$(python -c 'import api.dashboard as d, os; print(os.path.dirname(d.__file__))')" \
-    && mkdir -p "$dash/vendor" && cp -r api/dashboard/vendor/. "$dash/vendor/" \
+    && dash="$(python -c 'import api.http.dashboard as d, os; print(os.path.dirname(d.__file__))')" \
+    && mkdir -p "$dash/vendor" && cp -r api/http/dashboard/vendor/. "$dash/vendor/" \
     && ecogrid --help >/dev/null
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

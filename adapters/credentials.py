@@ -64,7 +64,7 @@ def service_acl(user: str = SERVICE_USER) -> list[str]:
         "topic read sites/+/devices/+/status",
         "topic read sites/+/devices/+/commands/ack",
         "topic readwrite sites/+/devices/+/commands/setpoint",
-        # the leader relays its WebSocket events to the API replicas (api.replica)
+        # the leader relays its WebSocket events to the API replicas (api.live.replica)
         "topic readwrite ecogrid/events/#",
     ]
 

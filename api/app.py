@@ -3,8 +3,8 @@
 :func:`create_app` builds the app; its lifespan opens the registry (applying
 migrations), makes the first admin, loads the fleet (importing the
 configured or generated fleet into an empty registry), builds the
-:class:`~api.service.LiveService`, connects it to the broker (unless
-``mode="offline"``; ``mode="replica"``: a read replica, :mod:`api.replica`) and
+:class:`~api.live.service.LiveService`, connects it to the broker (unless
+``mode="offline"``; ``mode="replica"``: a read replica, :mod:`api.live.replica`) and
 starts its loops; on shutdown it closes them in
 reverse order. Tests and ``ecogrid serve`` use the same function.
 """
@@ -22,12 +22,23 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.registry import Registry, open_registry
 from adapters.registry import fleet as fleet_repo
-from api import errors, replica
-from api.logs import RequestIdMiddleware
-from api.routes import auth, fleet, operations, scenarios, system, ws
-from api.service import LiveService
+from api.http import errors
+from api.http.routes import (
+    alerts,
+    analytics,
+    auth,
+    fleet,
+    history,
+    operations,
+    scenarios,
+    system,
+    ws,
+)
+from api.live import replica
+from api.live.logs import RequestIdMiddleware
+from api.live.service import LiveService
+from api.live.types import Planner
 from api.settings import Settings
-from api.types import Planner
 from twin.fleet import Fleet
 
 log = logging.getLogger(__name__)
@@ -62,14 +73,14 @@ def default_planner(settings: Settings | None = None) -> Planner | None:
     """The optimizer's live planner, or None when the optimizer is not installed.
 
     With ``settings.optimizer_process`` (the default) a
-    :class:`~api.planning.ProcessPlanner`: the optimizer runs in a worker
+    :class:`~api.live.planning.ProcessPlanner`: the optimizer runs in a worker
     process, so a solve does not hold the service's GIL and stall the API;
     the caller closes it (``close()``) when done. Otherwise the in-process
-    :class:`~api.planning.OptimizerPlanner`.
+    :class:`~api.live.planning.OptimizerPlanner`.
     """
     try:
         import optimizer.dispatch  # noqa: F401  (the worker needs it too)
-        from api.planning import OptimizerPlanner, ProcessPlanner
+        from api.live.planning import OptimizerPlanner, ProcessPlanner
     except ImportError as exc:  # pragma: no cover - depends on the optimizer package
         log.warning("no optimizer available (%s); plans cannot be computed", exc)
         return None
@@ -112,7 +123,7 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
         registry = await run_in_threadpool(open_registry, settings.registry_url())
         svc: LiveService | None = None
         own_planner: Planner | None = None  # made here, so closed here
-        relay: Any = None  # the leader's events relay (api.replica)
+        relay: Any = None  # the leader's events relay (api.live.replica)
         try:
             if settings.mode == "replica":  # a read replica: no planner, no admin, no import
                 fleet = await run_in_threadpool(replica.replica_fleet, registry, settings)
@@ -154,17 +165,13 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
     for r in (auth.router, fleet.router, operations.router, scenarios.router, ws.router):
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(system.router)
-    from api.routes import alert_rules, analytics  # issue 7: alert rules, analytics
-
-    app.include_router(alert_rules.router, prefix=API_PREFIX)
+    app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(analytics.router, prefix=API_PREFIX)
-    from api.routes import history  # fleet and site power history
-
     app.include_router(history.router, prefix=API_PREFIX)
-    from api.graphql import graphql_router  # issue 7: read-only GraphQL
+    from api.http.graphql import graphql_router  # issue 7: read-only GraphQL
 
     app.include_router(graphql_router(), prefix="/graphql")
-    from api.dashboard import mount_dashboard
+    from api.http.dashboard import mount_dashboard
 
     mount_dashboard(app)  # the operator's dashboard at / (static files; after the API routes)
 

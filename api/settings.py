@@ -61,7 +61,7 @@ class Settings(BaseSettings):
                                    "snapshot and flush period [s] (at most 10)")
     gc_sweep_s: float = Field(600.0, gt=0, description="how often the service's frozen heap "
                               "is collected in full [s] (one pause of ~0.3 s at the "
-                              "reference fleet); see api/heap.py")
+                              "reference fleet); see api/live/heap.py")
     ws_queue_size: int = Field(256, ge=8, description="messages queued per WebSocket client")
     ws_max_drops: int = Field(1024, ge=1, description="a client that lost this many messages "
                               "in a row is disconnected")

@@ -9,8 +9,8 @@ batteries following random setpoints that change every 15 minutes. Faults
 start at random daytime moments and last to the end: PV strings down to 50 %
 (``pv_derate``), batteries that ignore setpoints (``ignore_setpoint``) and
 frozen meters on PV and batteries (``stuck_meter``). The same
-:class:`~api.alerting.watch.FleetWatch` and
-:class:`~api.alerting.manager.AlertManager` as the live service (on a SQLite
+:class:`~api.alerts.watch.FleetWatch` and
+:class:`~api.alerts.manager.AlertManager` as the live service (on a SQLite
 registry) watch the published measurements.
 
 Scored per alert of an anomaly kind (setpoint deviation, PV shortfall, frozen
@@ -32,8 +32,8 @@ import numpy as np
 
 from adapters.emulator import Emulator, weather_inputs
 from adapters.registry import open_registry
-from api.alerting.manager import AlertManager
-from api.alerting.watch import ANOMALY_KINDS, FleetWatch, Observation
+from api.alerts.manager import AlertManager
+from api.alerts.watch import ANOMALY_KINDS, FleetWatch, Observation
 from twin.fleet import BATTERY, PV, Fleet
 from twin.generator import generate_fleet
 from twin.state import StepInputs

@@ -46,7 +46,7 @@ def test_migrations_create_every_table_and_reopen_is_idempotent(registry, regist
 def test_migrations_build_the_schema_the_models_declare(registry):
     # Every table, column, type and index the models declare comes from a migration:
     # Alembic's autogenerate finds nothing left to write.
-    import api.alerting.store  # noqa: F401  (its tables join the registry's metadata)
+    import api.alerts.store  # noqa: F401  (its tables join the registry's metadata)
 
     with registry.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.alerting import detectors as det
+from api.alerts import detectors as det
 from twin.fleet import BATTERY, LOAD, PV
 
 

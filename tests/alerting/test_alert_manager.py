@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from adapters.registry import Registry, open_registry
-from api.alerting import store
-from api.alerting.email import EmailNotifier
-from api.alerting.manager import AlertManager, Condition
+from api.alerts import store
+from api.alerts.email import EmailNotifier
+from api.alerts.manager import AlertManager, Condition
 from tests.adapters.registry_fixtures import postgres_schema
 from tests.alerting.smtp_sink import smtp_sink
 

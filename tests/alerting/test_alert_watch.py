@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from api.alerting.watch import FleetWatch, Observation, WatchConfig
+from api.alerts.watch import FleetWatch, Observation, WatchConfig
 from tests.twin.test_fleet import small_records
 from twin.fleet import Fleet
 

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from api.alerting.manager import AlertManager
-from api.alerting.watch import FleetWatch, Observation
+from api.alerts.manager import AlertManager
+from api.alerts.watch import FleetWatch, Observation
 from api.settings import Settings
 from tests.api.server import login, running_app, running_emulator, wait_for
 from tests.twin.test_fleet import small_records
@@ -95,7 +95,7 @@ def test_watch_names_offline_gateways_only(tmp_path):
 
 def test_kind_specific_clear_delay(tmp_path):
     from adapters.registry import open_registry
-    from api.alerting.watch import gateway_offline
+    from api.alerts.watch import gateway_offline
 
     reg = open_registry(f"sqlite:///{tmp_path / 'r.db'}")
     m = AlertManager(reg, clear_after_by_kind={"gateway_offline": 0.0})
@@ -112,7 +112,7 @@ def test_kind_specific_clear_delay(tmp_path):
 def test_a_restart_continues_and_then_clears_the_gateway_alert(tmp_path):
     from adapters.registry import open_registry
     from api.app import load_or_import_fleet
-    from api.service import LiveService
+    from api.live.service import LiveService
 
     settings = Settings(data_dir=tmp_path, mode="offline", fleet_sites=2)
     reg = open_registry(settings.registry_url())
@@ -138,7 +138,7 @@ def test_a_restart_continues_and_then_clears_the_gateway_alert(tmp_path):
     second.alerts.on_gateway(np.array([1]), np.array([0]))
     second.alerts.evaluate()
     with reg.session() as s:
-        from api.alerting import store
+        from api.alerts import store
 
         open_now = store.open_alerts(s)
     assert len(open_now) == 1 and open_now[0]["kind"] == "gateway_offline"

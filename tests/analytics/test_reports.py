@@ -14,7 +14,7 @@ from adapters.registry import fleet as fleet_repo
 from adapters.registry import open_registry
 from api import reports as rp
 from api.analytics import Tariff
-from api.cli import main as ecogrid
+from api.cli.main import main as ecogrid
 from api.history import TelemetryHistory
 from tests.analytics.test_analytics_energy import P, T
 from tests.twin.test_fleet import small_records

@@ -234,7 +234,7 @@ def test_setpoints_limits_schedule_cancel_group(served, client, operator, admin)
 
 def test_plan_request_approve_reject(served, client, operator, viewer):
     svc = served[1].state.service
-    from api.planning import OptimizerPlanner
+    from api.live.planning import OptimizerPlanner
 
     svc.planner = OptimizerPlanner(time_limit_s=30)
     p1 = client.post("/api/v1/plans", headers=operator)

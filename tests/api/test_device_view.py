@@ -9,7 +9,7 @@ import pytest
 
 from adapters.registry import RegistryError
 from adapters.registry import fleet as fleet_repo
-from api.device_view import DeviceView
+from api.live.fleet import DeviceView
 from tests.adapters.registry_fixtures import registry, registry_url  # noqa: F401
 from twin.generator import generate_fleet
 

@@ -13,7 +13,7 @@ from adapters.registry import commands as cmd_repo
 from adapters.registry import fleet as fleet_repo
 from adapters.registry import plans as plan_repo
 from adapters.registry.db import open_registry
-from api.dispatch import SEND_CHUNK, Dispatcher
+from api.live.approvals import SEND_CHUNK, Dispatcher
 from twin.generator import generate_fleet
 
 T0 = 1_800_000_000.0

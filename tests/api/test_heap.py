@@ -1,4 +1,4 @@
-"""The service's garbage-collector policy (api/heap.py) on this process's real collector."""
+"""The service's garbage-collector policy (api/live/heap.py) on this process's real collector."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from api.heap import HeapPolicy
+from api.live.heap import HeapPolicy
 
 
 class _Node:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from api.hub import Hub
+from api.live.hub import Hub
 
 
 def _drain(client) -> list[dict]:

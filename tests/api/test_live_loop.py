@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.planning import OptimizerPlanner
+from api.live.planning import OptimizerPlanner
 from api.settings import Settings
 from tests.api.server import (
     add_staff,

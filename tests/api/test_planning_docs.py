@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.alerting.watch import ANOMALY_KINDS
+from api.alerts.watch import ANOMALY_KINDS
 from api.settings import Settings
 from twin.telemetry import METRICS
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from api.history import TelemetryHistory
-from api.planning import HistoryWindow, OptimizerPlanner
+from api.live.planning import HistoryWindow, OptimizerPlanner
 from optimizer.forecast import clear_sky_pv_forecast
 from optimizer.synthetic import synthetic_inputs
 from tests.twin.test_fleet import small_records

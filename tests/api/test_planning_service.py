@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from api.planning import OptimizerPlanner
+from api.live.planning import OptimizerPlanner
 from api.settings import Settings
 from optimizer.forecast import clear_sky_pv_forecast
 from optimizer.synthetic import synthetic_inputs

@@ -1,4 +1,4 @@
-"""The optimizer in a worker process (:class:`api.planning.ProcessPlanner`): the same plans
+"""The optimizer in a worker process (:class:`api.live.planning.ProcessPlanner`): the same plans
 as in-process, the fleet sent only when it changes, errors brought back as their own type,
 a dead or hung worker replaced, and no process left behind."""
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from api.app import default_planner
-from api.planning import OptimizerPlanner, ProcessPlanner, fleet_fingerprint
+from api.live.planning import OptimizerPlanner, ProcessPlanner, fleet_fingerprint
 from api.settings import Settings
 from tests.api.server import login, running_app
 from twin.fleet import PV, Fleet
@@ -284,7 +284,7 @@ def test_the_app_plans_in_the_worker_and_stops_it(tmp_path):
 
 
 def test_worker_log_records_are_relogged_here(caplog):
-    from api.planning import _RecordBuffer, _relog
+    from api.live.planning import _RecordBuffer, _relog
 
     buf = _RecordBuffer(limit=2)
     log = logging.getLogger("optimizer.dispatch")

@@ -1,4 +1,4 @@
-"""A leader and a read replica on one broker and one database (api/replica.py): the
+"""A leader and a read replica on one broker and one database (api/live/replica.py): the
 replica's own telemetry, writes forwarded to the leader, relayed WebSocket events and
 KPIs, and a leader that is away."""
 
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from adapters.broker import free_port
-from api.planning import OptimizerPlanner
-from api.replica import needs_leader
+from api.live.planning import OptimizerPlanner
+from api.live.replica import needs_leader
 from api.settings import Settings, load_settings
 from tests.api.server import (
     add_staff,
@@ -201,7 +201,7 @@ def test_a_leader_that_is_away_gives_503_naming_it(pair, users):
 
 
 def test_serve_in_replica_mode_names_what_is_missing(tmp_path, monkeypatch, capsys):
-    from api.cli import main
+    from api.cli.main import main
 
     monkeypatch.setenv("ECOGRID_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ECOGRID_MODE", "replica")

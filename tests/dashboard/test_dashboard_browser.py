@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from adapters.broker import Broker
-from api.dashboard import missing_vendor_files
-from api.planning import OptimizerPlanner
+from api.http.dashboard import missing_vendor_files
+from api.live.planning import OptimizerPlanner
 from api.settings import Settings
 from tests.api.server import login, running_app, running_emulator, wait_for
 from twin.generator import generate_fleet

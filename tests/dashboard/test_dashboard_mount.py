@@ -1,4 +1,4 @@
-"""``api.dashboard.mount_dashboard`` on a bare app: the page, its files, its settings."""
+"""``api.http.dashboard.mount_dashboard`` on a bare app: the page, its files, its settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from api.dashboard import HERE, VENDOR_FILES, missing_vendor_files, mount_dashboard
+from api.http.dashboard import HERE, VENDOR_FILES, missing_vendor_files, mount_dashboard
 
 
 class _Client:

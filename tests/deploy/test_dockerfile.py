@@ -105,7 +105,7 @@ def test_health_check_calls_healthz_on_the_served_port():
     serve = json.loads(final("CMD"))
     assert serve[serve.index("--port") + 1] == port
     assert port in final("EXPOSE").split()
-    from api.routes import system
+    from api.http.routes import system
 
     assert "/healthz" in {getattr(r, "path", None) for r in system.router.routes}
 
@@ -129,7 +129,7 @@ def test_entry_point_is_the_readme_command():
 def test_dockerignore_keeps_the_build_context_small_but_complete():
     ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
                if ln.strip() and not ln.startswith("#")}
-    assert {".git", ".venv", "tests", "data", "**/node_modules", "api/dashboard/vendor"} <= ignored
+    assert {".git", ".venv", "tests", "data", "**/node_modules", "api/http/dashboard/vendor"} <= ignored
     for k, a in stage("build") + stage("web"):
         if k == "COPY" and not a.startswith("--from="):
             *sources, _ = a.split()
@@ -180,9 +180,9 @@ def test_dashboard_libraries_are_built_in_the_image_like_bootstrap_does():
     wanted = {p.removeprefix("/") for p in re.findall(r"\$nm\"?(/[\w./*-]+)", assets)}
     assert wanted, "bootstrap's dashboard_assets copies nothing?"
     assert _node_module_files(web) == wanted
-    from api.dashboard import VENDOR_FILES
+    from api.http.dashboard import VENDOR_FILES
 
     copied = {Path(p).name for p in wanted}
     assert {Path(f).name for f in VENDOR_FILES} <= copied
     build = stage("build")
-    assert ("COPY", "--from=web /vendor ./api/dashboard/vendor") in build
+    assert ("COPY", "--from=web /vendor ./api/http/dashboard/vendor") in build

@@ -46,7 +46,7 @@ def test_every_query_uses_the_provisioned_datasource_and_exported_series():
                 assert t["datasource"]["uid"] in uids, p["title"]
                 assert t["expr"].count("(") == t["expr"].count(")"), t["expr"]
                 used |= set(SERIES.findall(t["expr"]))
-    assert used <= exported, (f"dashboard series not in api/metrics.py: "
+    assert used <= exported, (f"dashboard series not in api/live/metrics.py: "
                               f"{sorted(used - exported)}")
     # The dashboard shows every metric family the service has (created-timestamps aside).
     families = {s for s in exported if not s.endswith("_created")}

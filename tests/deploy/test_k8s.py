@@ -83,7 +83,7 @@ def test_service_deployment_probes_healthz_on_its_port():
         assert port == args.port
         for probe in ("readinessProbe", "livenessProbe"):
             assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, (name, probe)
-    from api.routes import system
+    from api.http.routes import system
 
     assert "/healthz" in {getattr(r, "path", None) for r in system.router.routes}
 

@@ -1,4 +1,4 @@
-"""api.logs: one JSON object per line, ids from contextvars, level by setting."""
+"""api.live.logs: one JSON object per line, ids from contextvars, level by setting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from api.logs import (
+from api.live.logs import (
     CONTEXT_FIELDS,
     JsonFormatter,
     configure_logging,
@@ -41,13 +41,13 @@ def lines(buf: io.StringIO) -> list[dict]:
 
 def test_one_json_object_per_line_with_the_base_fields(capture):
     configure_logging("INFO", stream=capture)
-    logging.getLogger("api.service").info("plan %s approved\nby %s", "p1", "ops")
-    logging.getLogger("api.service").debug("not shown at INFO")
+    logging.getLogger("api.live.service").info("plan %s approved\nby %s", "p1", "ops")
+    logging.getLogger("api.live.service").debug("not shown at INFO")
     out = capture.getvalue().splitlines()
     assert len(out) == 1  # the newline in the message is escaped, not a second line
     rec = json.loads(out[0])
     assert rec["level"] == "INFO"
-    assert rec["logger"] == "api.service"
+    assert rec["logger"] == "api.live.service"
     assert rec["message"] == "plan p1 approved\nby ops"
     assert rec["time"].endswith("Z") and rec["time"][10] == "T"
     assert not set(CONTEXT_FIELDS) & set(rec)  # no ids outside a context
@@ -55,7 +55,7 @@ def test_one_json_object_per_line_with_the_base_fields(capture):
 
 def test_ids_come_from_the_context_and_nest(capture):
     configure_logging("DEBUG", stream=capture)
-    log = logging.getLogger("api.dispatch")
+    log = logging.getLogger("api.live.approvals")
     with log_context(request_id="r-1", plan_id="p-9"):
         log.info("outer")
         with log_context(command_id="c-3", plan_id="p-10"):
@@ -71,7 +71,7 @@ def test_ids_come_from_the_context_and_nest(capture):
 
 def test_ids_do_not_leak_between_concurrent_tasks_and_follow_to_thread(capture):
     configure_logging("INFO", stream=capture)
-    log = logging.getLogger("api.routes")
+    log = logging.getLogger("api.http.routes")
 
     async def handle(request_id: str) -> None:
         with log_context(request_id=request_id):
@@ -148,7 +148,7 @@ def test_request_id_middleware_tags_the_request_s_log_lines(capture):
     import httpx
     from fastapi import FastAPI
 
-    from api.logs import RequestIdMiddleware
+    from api.live.logs import RequestIdMiddleware
 
     app = FastAPI()
     app.add_middleware(RequestIdMiddleware)
@@ -156,7 +156,7 @@ def test_request_id_middleware_tags_the_request_s_log_lines(capture):
     @app.get("/plans/{plan_id}/approve")
     def approve(plan_id: str) -> dict:
         with log_context(plan_id=plan_id):
-            logging.getLogger("api.routes").info("approving")
+            logging.getLogger("api.http.routes").info("approving")
         return {"ok": True}
 
     async def calls() -> list[httpx.Response]:

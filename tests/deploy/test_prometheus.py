@@ -1,5 +1,5 @@
 """deploy/prometheus: scrape config and alert rules, checked and unit-tested by promtool,
-and every series they use exists on the service's /metrics (api/metrics.py)."""
+and every series they use exists on the service's /metrics (api/live/metrics.py)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_every_series_in_the_rules_is_exported_by_the_service():
     exported = metric_series()
     used = {s for r in _rules() for s in SERIES.findall(r["expr"])}
     assert used, "the rules use no ecogrid_ series"
-    assert used <= exported, (f"series used in alert rules but not in api/metrics.py: "
+    assert used <= exported, (f"series used in alert rules but not in api/live/metrics.py: "
                               f"{sorted(used - exported)}")
 
 
@@ -134,7 +134,7 @@ def test_the_scrape_job_points_at_the_service_port():
 
 
 def test_the_service_serves_metrics_at_that_path():
-    from api.routes import system
+    from api.http.routes import system
 
     paths = {getattr(r, "path", None) for r in system.router.routes}
     assert {"/metrics", "/healthz"} <= paths

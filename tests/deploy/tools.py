@@ -59,7 +59,7 @@ def settings_env_names() -> set[str]:
 
 def parse_cli(argv: list[str]) -> Any:
     """Parse ``ecogrid ARGV`` with the real CLI parser; SystemExit becomes AssertionError."""
-    from api.cli import build_parser
+    from api.cli.main import build_parser
 
     try:
         return build_parser().parse_args(argv)
@@ -71,7 +71,7 @@ def cli_commands() -> set[str]:
     """The top-level sub-commands the ``ecogrid`` CLI has right now."""
     import argparse
 
-    from api.cli import build_parser
+    from api.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._actions:
@@ -81,15 +81,15 @@ def cli_commands() -> set[str]:
 
 
 def metric_series() -> set[str]:
-    """Every series name that api.metrics.Metrics renders on /metrics.
+    """Every series name that api.live.metrics.Metrics renders on /metrics.
 
-    Each metric of a fresh :class:`~api.metrics.Metrics` gets one sample (with
+    Each metric of a fresh :class:`~api.live.metrics.Metrics` gets one sample (with
     placeholder label values), then the text exposition is parsed: the names are
     what Prometheus would scrape (``NAME_total`` for counters, ``NAME_bucket``...).
     """
     from prometheus_client import Counter, Gauge, Histogram, Summary
 
-    from api.metrics import Metrics
+    from api.live.metrics import Metrics
 
     metrics = Metrics()
     for value in vars(metrics).values():

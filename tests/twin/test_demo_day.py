@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.cli_demo import simulate_day
+from api.cli.demo import simulate_day
 from twin.generator import generate_fleet
 from twin.kpis import fleet_kpis
 from twin.model import Twin
