@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -136,6 +146,43 @@ class Alert(Base):
     device_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     acked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     acked_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AlertRule(Base):
+    """A threshold rule admins manage (``/api/v1/alert-rules``); migration 0002."""
+
+    __tablename__ = "alert_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(2))
+    threshold: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    severity: Mapped[str] = mapped_column(String(16))
+    site_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    device_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_s: Mapped[float] = mapped_column(Float)
+    updated_s: Mapped[float] = mapped_column(Float)
+
+
+class AlertState(Base):
+    """The life cycle of one alert of ``alerts``: dedup key, first/last seen, occurrences,
+    flapping, cleared; migration 0002."""
+
+    __tablename__ = "alert_states"
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    rule_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_seen_s: Mapped[float] = mapped_column(Float)
+    last_seen_s: Mapped[float] = mapped_column(Float)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False)
+    cleared_s: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditEntry(Base):

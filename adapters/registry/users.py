@@ -1,6 +1,6 @@
 """Users and refresh tokens in the registry.
 
-Passwords arrive here already hashed (``api.auth`` hashes with argon2); a
+Passwords arrive here already hashed (``api.accounts`` hashes with argon2); a
 refresh token is stored by its id (``jti``) so it can be revoked.
 """
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
+from adapters.registry import alerts as alert_repo
 from adapters.registry.models import Command
-from api.alerts import store
 from api.alerts.email import EmailNotifier
 from api.alerts.manager import AlertManager, Condition
 from api.alerts.watch import FleetWatch, Observation, gateway_offline
@@ -98,7 +98,7 @@ class LiveAlerts:
         """One pass at ``now_s`` (default: the service's clock)."""
         now = self.svc.clock() if now_s is None else now_s
         with self.svc.registry.session() as s:
-            rules = store.list_rules(s, enabled_only=True)
+            rules = alert_repo.list_rules(s, enabled_only=True)
         conds = self.watch.observe(self.observation(now), rules)
         conds = [c for c in conds if c.kind != "gateway_offline"]
         self.evaluations += 1

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.registry import Registry
-from api.alerts import store
+from adapters.registry import alerts as alert_repo
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class AlertManager:
         Keys the manager already tracks are kept as they are (a second call changes nothing).
         """
         with self.registry.session() as s:
-            recs = store.open_alerts(s)
+            recs = alert_repo.open_alerts(s)
         with self._lock:
             for r in recs:
                 if r["key"] and r["key"] not in self._tracks:
@@ -151,7 +151,7 @@ class AlertManager:
             if had is None or tr is None or not tr.open:
                 return
             with self.registry.session() as s:
-                rec = store.clear_alert(s, tr.alert_id, t_s)  # type: ignore[arg-type]
+                rec = alert_repo.clear_alert(s, tr.alert_id, t_s)  # type: ignore[arg-type]
             tr.open, tr.cleared_s, tr.false_since_s = False, t_s, None
         self._announce("cleared", rec)
 
@@ -224,7 +224,7 @@ class AlertManager:
             return out
         with self.registry.session() as s:
             for key, cond in to_open:
-                rec = store.open_alert(s, key, t_s, cond.severity, cond.kind, cond.message,
+                rec = alert_repo.open_alert(s, key, t_s, cond.severity, cond.kind, cond.message,
                                        site_id=cond.site_id, device_id=cond.device_id,
                                        rule_id=cond.rule_id)
                 tr = self._tracks[key]
@@ -234,13 +234,13 @@ class AlertManager:
                 tr.reopen_times = [x for x in tr.reopen_times if t_s - x <= self.flap_window_s]
                 tr.reopen_times.append(t_s)
                 tr.flapping = tr.flapping or len(tr.reopen_times) >= self.flap_count
-                rec = store.reopen_alert(s, tr.alert_id, t_s, tr.flapping)  # type: ignore[arg-type]
+                rec = alert_repo.reopen_alert(s, tr.alert_id, t_s, tr.flapping)  # type: ignore[arg-type]
                 tr.open, tr.cleared_s, tr.false_since_s = True, None, None
                 out["reopened"].append(rec)
             if to_touch:
-                store.touch_alerts(s, to_touch, t_s)
+                alert_repo.touch_alerts(s, to_touch, t_s)
             for _key, tr in to_clear:
-                rec = store.clear_alert(s, tr.alert_id, t_s)  # type: ignore[arg-type]
+                rec = alert_repo.clear_alert(s, tr.alert_id, t_s)  # type: ignore[arg-type]
                 tr.open, tr.cleared_s, tr.false_since_s = False, t_s, None
                 out["cleared"].append(rec)
         self.opened += len(out["opened"])

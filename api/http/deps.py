@@ -18,8 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from api.accounts import Accounts
-from api.auth import AuthError, Principal
+from api.accounts import Accounts, AuthError, Principal
 from api.live.service import LiveService
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)

@@ -18,8 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.registry import RegistryError
 from adapters.registry.commands import CommandStateError
 from adapters.registry.plans import PlanStateError
-from api.accounts import RateLimited
-from api.auth import AuthError
+from api.accounts import AuthError, RateLimited
 from api.history import HistoryError
 from api.live.approvals import SetpointError
 from api.live.planning import PlannerUnavailable

@@ -37,11 +37,11 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
+from adapters.registry import alerts as alert_repo
 from adapters.registry import plans as plan_repo
 from api import analytics as an
 from api import reports as rp
-from api.alerts import store as alert_store
-from api.auth import AuthError, Principal
+from api.accounts import AuthError, Principal
 from twin.fleet import DEVICE_TYPES
 
 MAX_DEPTH = 6
@@ -193,7 +193,7 @@ class Query:
     @strawberry.field(description="Alerts with their life cycle, newest first")
     def alerts(self, info: Info, open_only: bool = False, kind: str | None = None,
                limit: int = 200) -> list[Alert]:
-        recs = info.context["svc"].query(alert_store.list_alert_states, open_only=open_only,
+        recs = info.context["svc"].query(alert_repo.list_alert_states, open_only=open_only,
                                          kind=kind, limit=_limit(limit))
         keys = Alert.__annotations__.keys()
         return [Alert(**{k: r[k] for k in keys}) for r in recs]

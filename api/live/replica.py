@@ -38,7 +38,7 @@ import orjson
 
 from adapters.registry import Registry
 from adapters.registry import fleet as fleet_repo
-from api.auth import make_access_token
+from api.accounts import make_access_token
 from api.live.hub import Hub, WsClient, dumps
 from api.live.service import LiveService, ServiceUnavailable
 from api.settings import Settings

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from adapters.registry import Registry, open_registry
-from api.alerts import store
+from adapters.registry import alerts as alert_repo
 from api.alerts.email import EmailNotifier
 from api.alerts.manager import AlertManager, Condition
 from tests.adapters.registry_fixtures import postgres_schema
@@ -53,7 +53,7 @@ def test_duration_dedup_and_clear(registry: Registry):
     assert len(cleared) == 1 and cleared[0]["cleared_s"] == T0 + 230
     assert cleared[0]["last_seen_s"] == T0 + 155
     with registry.session() as s:
-        rows = store.list_alert_states(s)
+        rows = alert_repo.list_alert_states(s)
     assert len(rows) == 1 and rows[0]["kind"] == "stale" and rows[0]["occurrences"] == 1
     assert [msg["event"] for ch, msg in pushed if ch == "alerts"] == ["opened", "cleared"]
 
@@ -83,7 +83,7 @@ def test_flapping_is_damped(registry: Registry):
         events.append(m.evaluate(t, [c]))
     assert sum(len(e["cleared"]) for e in events) == 3  # then held open as flapping
     with registry.session() as s:
-        rows = store.list_alert_states(s)
+        rows = alert_repo.list_alert_states(s)
     assert len(rows) == 1                     # one alert, never many
     assert rows[0]["flapping"] is True
     assert rows[0]["occurrences"] == 4        # 1 + 3 reopenings, then held open
@@ -103,7 +103,7 @@ def test_events_and_resolve(registry: Registry):
     assert m.open_keys() == [key]
     m.resolve(T0 + 20, key)
     with registry.session() as s:
-        rows = store.list_alert_states(s, kind="command_rejected")
+        rows = alert_repo.list_alert_states(s, kind="command_rejected")
     assert len(rows) == 1 and rows[0]["cleared_s"] == T0 + 20
     assert rows[0]["last_seen_s"] == T0 + 10  # still true at the last pass
 
@@ -116,7 +116,7 @@ def test_open_alerts_survive_a_restart(registry: Registry):
     out = m2.evaluate(T0 + 5, [_cond()])
     assert out["opened"] == []              # the stored alert is continued, not duplicated
     with registry.session() as s:
-        assert len(store.list_alert_states(s, open_only=True)) == 1
+        assert len(alert_repo.list_alert_states(s, open_only=True)) == 1
 
 
 def test_email_reaches_a_real_smtp_server(tmp_path):

@@ -138,9 +138,9 @@ def test_a_restart_continues_and_then_clears_the_gateway_alert(tmp_path):
     second.alerts.on_gateway(np.array([1]), np.array([0]))
     second.alerts.evaluate()
     with reg.session() as s:
-        from api.alerts import store
+        from adapters.registry import alerts as alert_repo
 
-        open_now = store.open_alerts(s)
+        open_now = alert_repo.open_alerts(s)
     assert len(open_now) == 1 and open_now[0]["kind"] == "gateway_offline"
     # the gateway is back: the next periodic pass clears the same alert
     now[0] += 5.0

@@ -68,7 +68,7 @@ def test_token_me_and_bad_tokens(client, admin):
 
 
 def test_expired_access_token_is_refused(served, client):
-    from api.auth import make_access_token
+    from api.accounts import make_access_token
 
     svc = served[1].state.service
     old = make_access_token(svc.accounts.secret, "root", "admin", time.time() - 3600, 60)

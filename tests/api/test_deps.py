@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.auth import AuthError, Principal, decode_token, make_access_token, make_refresh_token
+from api.accounts import AuthError, Principal, decode_token, make_access_token, make_refresh_token
 from api.http.deps import TokenCache
 
 SECRET = "s" * 32

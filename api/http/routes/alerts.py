@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.alerts import store
+from adapters.registry import alerts as alert_repo
 from api.http.deps import Admin, Service, Viewer
 
 router = APIRouter(tags=["alerts"])
@@ -55,7 +55,7 @@ def _check_scope(svc: Any, fields: dict[str, Any]) -> None:
 
 @router.get("/alert-rules", summary="Alert rules")
 def list_rules(user: Viewer, svc: Service) -> list[dict[str, Any]]:
-    return svc.query(store.list_rules)
+    return svc.query(alert_repo.list_rules)
 
 
 @router.post("/alert-rules", status_code=201, summary="Create an alert rule (admin)")
@@ -63,12 +63,12 @@ def create_rule(body: RuleIn, user: Admin, svc: Service) -> dict[str, Any]:
     fields = body.model_dump()
     _check_scope(svc, fields)
     return svc.change(user.name, "alert_rule.create", f"alert_rule:{body.name}",
-                      store.create_rule, fields, user.name, svc.clock())
+                      alert_repo.create_rule, fields, user.name, svc.clock())
 
 
 @router.get("/alert-rules/{rule_id}", summary="One alert rule")
 def get_rule(rule_id: int, user: Viewer, svc: Service) -> dict[str, Any]:
-    return svc.query(store.get_rule, rule_id)
+    return svc.query(alert_repo.get_rule, rule_id)
 
 
 @router.patch("/alert-rules/{rule_id}", summary="Change an alert rule (admin)")
@@ -79,12 +79,12 @@ def update_rule(rule_id: int, body: RulePatch, user: Admin, svc: Service) -> dic
             raise ValueError(f"{k} cannot be null")
     _check_scope(svc, fields)
     return svc.change(user.name, "alert_rule.update", f"alert_rule:{rule_id}",
-                      store.update_rule, rule_id, fields, svc.clock())
+                      alert_repo.update_rule, rule_id, fields, svc.clock())
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=204, summary="Delete an alert rule (admin)")
 def delete_rule(rule_id: int, user: Admin, svc: Service) -> None:
-    svc.change(user.name, "alert_rule.delete", f"alert_rule:{rule_id}", store.delete_rule,
+    svc.change(user.name, "alert_rule.delete", f"alert_rule:{rule_id}", alert_repo.delete_rule,
                rule_id)
 
 
@@ -93,5 +93,5 @@ def delete_rule(rule_id: int, user: Admin, svc: Service) -> None:
 def alert_states(user: Viewer, svc: Service, open_only: bool = False, kind: str | None = None,
                  site_id: str | None = None, device_id: str | None = None,
                  limit: int = Query(200, ge=1, le=5000)) -> list[dict[str, Any]]:
-    return svc.query(store.list_alert_states, open_only=open_only, kind=kind, site_id=site_id,
+    return svc.query(alert_repo.list_alert_states, open_only=open_only, kind=kind, site_id=site_id,
                      device_id=device_id, limit=limit)

@@ -29,7 +29,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from adapters.registry import RegistryError
-from api.auth import AuthError
+from api.accounts import AuthError
 from api.live.approvals import SetpointError
 from api.live.hub import WsClient
 from api.live.service import LiveService
