@@ -98,7 +98,7 @@ class OptimizerPlanner:
         15-minute means). With at least ``min_history_s`` of them the
         synthetic stand-in is corrected (:func:`optimizer.forecasting.live_forecast`).
         """
-        from optimizer.forecasting import live_forecast
+        from optimizer.forecast import live_forecast
         from optimizer.synthetic import synthetic_inputs
 
         base = synthetic_inputs(fleet, n_steps=n_steps, t0_s=start_s, dt_s=step_s)
