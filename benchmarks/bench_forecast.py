@@ -10,8 +10,9 @@ correlated cloud field) through the twin's PV model
 10 %) standing for weather and occupancy; EV arrivals as a Poisson process
 with morning and evening peaks. 28 days of history come before the month.
 
-Every hour of the month each site is forecast with :mod:`optimizer.forecasting`
-from the telemetry before that hour only, for lead times 1..24 h. Errors are
+Every hour of the month each site is forecast with :mod:`optimizer.forecast`
+(PV, load) and :mod:`optimizer.ev_forecast` (EV arrivals) from the telemetry
+before that hour only, for lead times 1..24 h. Errors are
 15-minute mean powers per site; PV is scored where the clear-sky output is
 positive (daylight). Persistence holds the last measured value; for PV the
 same time a day earlier (``diurnal``) is reported too. Skill = 1 - MAE /
@@ -26,11 +27,21 @@ from typing import Any
 
 import numpy as np
 
-from optimizer import forecasting as fc
-from optimizer.forecast import clear_sky_pv_forecast, load_forecast, pv_forecast
+from optimizer.ev_forecast import ev_arrival_stats, ev_forecast
+from optimizer.forecast import (
+    clear_sky_index_by_time,
+    clear_sky_pv_forecast,
+    load_deviation_forecast,
+    load_forecast,
+    load_profile,
+    pv_forecast,
+    pv_index_forecast,
+    recent_clear_sky_index,
+)
 from scenarios.loads import LoadProfiles
 from scenarios.weather import CloudWeather
 from twin.generator import generate_fleet
+from twin.profiles import day_type, time_bin
 
 STEP_S = 900.0
 START_S = 1_775_001_600.0  # 2026-04-01 00:00 UTC; the scored month starts 28 days later
@@ -58,7 +69,7 @@ def emulate(n_sites: int, days: float, seed: int, history_days: int = 28
     load_kw = base_load * (1.0 + level)
     offsets = np.round(fleet.lon_deg / 15.0) * 3600.0
     local_h = np.mod((times[:, None] + offsets[None, :]) / 3600.0, 24.0)
-    weekday = fc.day_type(times[:, None] + offsets[None, :]) == 0
+    weekday = day_type(times[:, None] + offsets[None, :]) == 0
     rate_h = 0.2 + 1.5 * np.exp(-0.5 * ((local_h - 8.5) / 1.2) ** 2) \
         + 2.0 * np.exp(-0.5 * ((local_h - 18.0) / 1.5) ** 2)
     rate_h *= np.where(weekday, 1.0, 0.6)
@@ -90,28 +101,29 @@ def evaluate(data: dict[str, Any]) -> dict[str, Any]:
         day = i0 // (24 * per_h)
         if day not in profiles:  # refit the profiles and EV statistics once a day
             lo = max(0, i0 - 28 * 24 * per_h)
-            profiles[day] = [fc.load_profile(times[lo:i0], load[lo:i0, s], STEP_S, offsets[s])
+            profiles[day] = [load_profile(times[lo:i0], load[lo:i0, s], STEP_S, offsets[s])
                              for s in range(n_sites)]
             ev_stats[day] = []
             for s in range(n_sites):
                 arrivals = np.repeat(times[lo:i0] + STEP_S / 2, ev[lo:i0, s].astype(int))
-                ev_stats[day].append(fc.ev_arrival_stats(arrivals, np.ones(len(arrivals)),
-                                                         times[lo], t0, offsets[s]))
+                ev_stats[day].append(ev_arrival_stats(arrivals, np.ones(len(arrivals)),
+                                                      times[lo], t0, offsets[s]))
         tgt = i0 + lead
         # PV: reference = clear sky x the last 7 days' index per time of day; the index
         # against that reference over the last 2 h relaxes to 1 with the lead time
         if day not in refs:
             lo7 = i0 - 7 * 24 * per_h
-            refs[day] = fc.clear_sky_index_by_time(times[lo7:i0], pv[lo7:i0], clear[lo7:i0],
-                                                   STEP_S, min_clear)
+            refs[day] = clear_sky_index_by_time(times[lo7:i0], pv[lo7:i0], clear[lo7:i0],
+                                                STEP_S, min_clear)
         kbin = refs[day]
-        ref_now = clear[i0 - 7:i0 + 1] * kbin[fc.time_bin(times[i0 - 7:i0 + 1], STEP_S)]
-        k_now = fc.recent_clear_sky_index(pv[i0 - 7:i0 + 1], ref_now, min_clear)
-        ref_tgt = clear[tgt] * kbin[fc.time_bin(times[tgt], STEP_S)]
-        f_pv = fc.pv_forecast(ref_tgt, (lead * STEP_S).astype(float), k_now,
-                              np.ones(n_sites))
-        f_load = np.stack([fc.load_forecast(profiles[day][s], t0, times[tgt],
-                                            load[i0:i0 + 1, s], utc_offset_s=offsets[s])[:, 0]
+        ref_now = clear[i0 - 7:i0 + 1] * kbin[time_bin(times[i0 - 7:i0 + 1], STEP_S)]
+        k_now = recent_clear_sky_index(pv[i0 - 7:i0 + 1], ref_now, min_clear)
+        ref_tgt = clear[tgt] * kbin[time_bin(times[tgt], STEP_S)]
+        f_pv = pv_index_forecast(ref_tgt, (lead * STEP_S).astype(float), k_now,
+                                  np.ones(n_sites))
+        f_load = np.stack([load_deviation_forecast(profiles[day][s], t0, times[tgt],
+                                                   load[i0:i0 + 1, s],
+                                                   utc_offset_s=offsets[s])[:, 0]
                            for s in range(n_sites)], axis=1)
         for h in HORIZONS_H:
             j = h * per_h - 1  # index of the step ending h hours ahead
@@ -125,8 +137,8 @@ def evaluate(data: dict[str, Any]) -> dict[str, Any]:
             # EV: arrivals in the hour ending h hours ahead
             hour = slice(t - per_h + 1, t + 1)
             actual = ev[hour].sum(axis=0)
-            expect = np.array([fc.ev_forecast(ev_stats[day][s], times[hour], STEP_S,
-                                              offsets[s])[0].sum() for s in range(n_sites)])
+            expect = np.array([ev_forecast(ev_stats[day][s], times[hour], STEP_S,
+                                           offsets[s])[0].sum() for s in range(n_sites)])
             err["ev"][h].append(np.abs(expect - actual))
             err["ev_persist"][h].append(np.abs(ev[i0 - per_h + 1:i0 + 1].sum(axis=0) - actual))
     mae = {k: {h: float(np.mean(np.concatenate(v[h]))) for h in HORIZONS_H}

@@ -22,7 +22,11 @@ Entry points
 ``Forecast``, ``EvSessions``, ``OptimizerConfig``
     Inputs (see :mod:`optimizer.types`).
 ``pv_forecast``, ``clear_sky_pv_forecast``, ``load_forecast``, ``sessions_from_state``
-    Build forecast pieces from the twin's physics and state.
+    Build forecast pieces from the twin's physics and state
+    (:mod:`optimizer.forecast`, :mod:`optimizer.ev_forecast`).
+``live_forecast``
+    Correct a forecast by the telemetry history: PV by clear-sky index, load by
+    day-type profile, optionally EV sessions from recent charging.
 ``synthetic_inputs``
     A plausible deterministic forecast for examples and tests.
 ``check_on_twin(twin, plan, step_inputs)``
@@ -35,12 +39,8 @@ the fast path compiles one site block and replicates it (:mod:`optimizer.compile
 
 from optimizer.check import check_on_twin
 from optimizer.dispatch import Dispatcher, optimize
-from optimizer.forecast import (
-    clear_sky_pv_forecast,
-    load_forecast,
-    pv_forecast,
-    sessions_from_state,
-)
+from optimizer.ev_forecast import sessions_from_state
+from optimizer.forecast import clear_sky_pv_forecast, live_forecast, load_forecast, pv_forecast
 from optimizer.mpc import MpcController
 from optimizer.plan import Plan
 from optimizer.synthetic import synthetic_inputs
@@ -56,6 +56,7 @@ __all__ = [
     "Plan",
     "check_on_twin",
     "clear_sky_pv_forecast",
+    "live_forecast",
     "load_forecast",
     "optimize",
     "pv_forecast",

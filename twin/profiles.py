@@ -1,14 +1,24 @@
-"""Typical load shapes per profile class, as a fraction of the load's peak.
+"""Typical load shapes per profile class, and the calendar they follow.
 
 Four classes, matching ``twin.fleet.LOAD_PROFILES``: residential (morning and
 evening peaks), commercial (weekday working hours), industrial (two shifts on
 weekdays), flat. This is the one statement of the shapes: the scenarios, the
 optimizer's synthetic forecast and the demo all use it.
+
+The calendar helpers (:func:`weekday_of`, :func:`day_type`, :func:`time_bin`,
+:func:`utc_offset_s`) bin Unix times (UTC) by local day and time of day; the
+optimizer's forecasts build their profiles on them. Nothing here reads a clock.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import numpy as np
+
+DAY_S = 86400.0
+N_DAY_TYPES = 3  # Monday-Friday, Saturday, Sunday
 
 
 def _bump(hour: np.ndarray, centre: float, width: float) -> np.ndarray:
@@ -41,7 +51,37 @@ def load_shapes(local_hour: np.ndarray, weekday: np.ndarray) -> np.ndarray:
 
 def weekday_of(unix_s: np.ndarray) -> np.ndarray:
     """Day of week (0 = Monday) of Unix times (1970-01-01 was a Thursday)."""
-    return (np.floor(np.asarray(unix_s, dtype=np.float64) / 86400.0).astype(np.int64) + 3) % 7
+    return (np.floor(np.asarray(unix_s, dtype=np.float64) / DAY_S).astype(np.int64) + 3) % 7
+
+
+def day_type(times_s: np.ndarray, utc_offset_s: float = 0.0) -> np.ndarray:
+    """Day type of each time: 0 Monday-Friday, 1 Saturday, 2 Sunday.
+
+    Parameters
+    ----------
+    times_s : array
+        Times [Unix s].
+    utc_offset_s : float
+        Local time minus UTC [s].
+    """
+    weekday = weekday_of(np.asarray(times_s, dtype=np.float64) + utc_offset_s)
+    return np.where(weekday < 5, 0, weekday - 4)
+
+
+def time_bin(times_s: np.ndarray, bin_s: float, utc_offset_s: float = 0.0) -> np.ndarray:
+    """Index of the time-of-day bin of each time (local).
+
+    Parameters
+    ----------
+    times_s : array
+        Times [Unix s].
+    bin_s : float
+        Bin length [s].
+    utc_offset_s : float
+        Local time minus UTC [s].
+    """
+    tod = np.mod(np.asarray(times_s, dtype=np.float64) + utc_offset_s, DAY_S)
+    return np.floor(tod / bin_s).astype(np.int64)
 
 
 def load_fraction(unix_s: np.ndarray, utc_offset_s: np.ndarray) -> np.ndarray:
@@ -55,14 +95,11 @@ def load_fraction(unix_s: np.ndarray, utc_offset_s: np.ndarray) -> np.ndarray:
         Each site's UTC offset [s] (see :func:`utc_offset_s`).
     """
     local = np.asarray(unix_s, dtype=np.float64)[:, None] + np.asarray(utc_offset_s)[None, :]
-    return load_shapes((local % 86400.0) / 3600.0, weekday_of(local))
+    return load_shapes((local % DAY_S) / 3600.0, weekday_of(local))
 
 
 def utc_offset_s(timezones: np.ndarray, unix_s: float) -> np.ndarray:
     """UTC offset [s] of each IANA time zone name at ``unix_s``."""
-    from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
-
     when = datetime.fromtimestamp(unix_s, tz=UTC)
     cache: dict[str, float] = {}
     out = np.empty(len(timezones))

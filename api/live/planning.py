@@ -8,7 +8,7 @@ The forecast starts from ``optimizer.synthetic.synthetic_inputs`` (clear-sky
 PV at each site, profile-shaped loads, a day-ahead-like price and carbon
 curve: the live service has no weather, market or carbon feed yet) and is
 corrected by the recent telemetry the service hands in (``history_t_s``,
-``history_p_kw`` in ``state``) through :func:`optimizer.forecasting.live_forecast`:
+``history_p_kw`` in ``state``) through :func:`optimizer.forecast.live_forecast`:
 PV is clear sky times a clear-sky index from recent telemetry, the load blends
 the day-type profile with the latest measurement, and EV sessions come from the
 arrival statistics of recent charging sessions. :class:`HistoryWindow` keeps
@@ -96,9 +96,9 @@ class OptimizerPlanner:
         ``state`` may hold ``history_t_s`` (n_times,) [Unix s] and
         ``history_p_kw`` (n_times, n_devices) [kW]: recent device powers (e.g.
         15-minute means). With at least ``min_history_s`` of them the
-        synthetic stand-in is corrected (:func:`optimizer.forecasting.live_forecast`).
+        synthetic stand-in is corrected (:func:`optimizer.forecast.live_forecast`).
         """
-        from optimizer.forecasting import live_forecast
+        from optimizer.forecast import live_forecast
         from optimizer.synthetic import synthetic_inputs
 
         base = synthetic_inputs(fleet, n_steps=n_steps, t0_s=start_s, dt_s=step_s)

@@ -10,6 +10,7 @@ import pytest
 
 from api.history import TelemetryHistory
 from api.live.planning import HistoryWindow, OptimizerPlanner
+from optimizer.ev_forecast import charging_sessions, ev_sessions_forecast
 from optimizer.forecast import clear_sky_pv_forecast
 from optimizer.synthetic import synthetic_inputs
 from tests.twin.test_fleet import small_records
@@ -126,8 +127,6 @@ def test_plan_uses_the_history_and_falls_back_without_it(fleet, history):
 
 
 def test_charging_sessions_by_hand():
-    from optimizer.forecasting import charging_sessions
-
     t = 900.0 * np.array([0, 1, 2, 3, 4, 6, 7])            # a hole in the history at 5
     p = np.array([[0.0, -4.0], [-8.0, -4.0], [-8.0, 0.0], [0.0, np.nan], [-2.0, -4.0],
                   [-2.0, -4.0], [0.0, -0.2]])
@@ -141,8 +140,6 @@ def test_charging_sessions_by_hand():
 
 
 def test_a_car_charging_now_continues_with_what_it_still_needs(fleet):
-    from optimizer.forecasting import ev_sessions_forecast
-
     # three days of one 22 kWh session from 08:00 to 10:00; now 09:00, the car of today
     # has taken 11 kWh: it stays until 10:00 and still needs 11 kWh
     t0 = T0 + 3 * 3600.0                                   # 09:00 UTC
