@@ -1,37 +1,28 @@
 """Energy analytics from the zarr telemetry history: per site and fleet, per hour/day/month.
 
-Method (docs/analytics.md):
+The definitions (generation = PV, consumption = load + EV, grid exchange split
+into import and export, cost = import x import price, revenue = export x
+export price, CO2 avoided = generation x intensity) and the per-snapshot
+arithmetic (:func:`twin.kpis.energy_steps`: each snapshot's power held until
+the next for at most ``max_gap_s``) live in :mod:`twin.kpis`; this module
+reads the history and a carbon intensity CSV and groups with xarray.
 
-* each history snapshot's power holds until the next snapshot, for at most
-  ``max_gap_s`` (a longer gap counts as missing data, not as energy); the
-  last snapshot of a range counts for nothing;
-* generation = PV output; consumption = load and EV charging; the site's grid
-  exchange is the sum of all its devices' powers (positive = export), split
-  into export and import; self-consumption = generation - export (not below 0);
-* cost = import x import price; revenue = export x export price [EUR];
-* CO2 avoided = generation x grid carbon intensity [kg], the intensity being a
-  constant or a time series (CSV ``time,co2_kg_per_mwh``), held per snapshot.
-
-Energies in kWh, money in EUR, CO2 in kg. :func:`energy_steps` is the pure
-array function; :func:`aggregate` groups with xarray; :func:`to_csv` and
-:func:`to_parquet` export a table.
+Energies in kWh, money in EUR, CO2 in kg. :func:`aggregate` groups;
+:func:`to_csv` and :func:`to_parquet` export a table.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from twin.fleet import EV_CHARGER, LOAD, PV, Fleet
+from twin.fleet import Fleet
+from twin.kpis import QUANTITIES, Tariff, energy_steps
 
-QUANTITIES: tuple[str, ...] = ("generation_kwh", "consumption_kwh", "import_kwh", "export_kwh",
-                               "self_consumption_kwh", "cost_eur", "revenue_eur",
-                               "co2_avoided_kg")
 FREQ: dict[str, str] = {"hour": "1h", "day": "1D", "month": "1MS"}
 
 
@@ -39,38 +30,10 @@ class AnalyticsError(ValueError):
     """A bad analytics request (range, resolution, site, carbon file); names what is wrong."""
 
 
-@dataclass(frozen=True)
-class Tariff:
-    """Prices and carbon intensity.
-
-    Parameters
-    ----------
-    import_eur_per_mwh : float
-        Price of imported energy [EUR/MWh].
-    export_eur_per_mwh : float
-        Price paid for exported energy [EUR/MWh].
-    co2_kg_per_mwh : float or pandas.Series
-        Grid carbon intensity [kg/MWh]: a constant or a series indexed by UTC time.
-    """
-
-    import_eur_per_mwh: float = 250.0
-    export_eur_per_mwh: float = 90.0
-    co2_kg_per_mwh: float | pd.Series = 300.0
-
-    def intensity_at(self, t_s: np.ndarray) -> np.ndarray:
-        """Carbon intensity at each time [kg/MWh] (a series is held from each of its times)."""
-        if not isinstance(self.co2_kg_per_mwh, pd.Series):
-            return np.full(len(t_s), float(self.co2_kg_per_mwh))
-        s = self.co2_kg_per_mwh.sort_index()
-        idx = np.asarray((s.index - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1),
-                         dtype=np.float64)
-        pos = np.searchsorted(idx, t_s, side="right") - 1
-        return np.asarray(s.to_numpy(dtype=np.float64))[np.clip(pos, 0, len(s) - 1)]
-
-
-def read_carbon_csv(path: str | Path) -> pd.Series:
+def read_carbon_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Carbon intensity from a CSV with columns ``time`` (ISO 8601 or Unix s) and
-    ``co2_kg_per_mwh``."""
+    ``co2_kg_per_mwh``, as the step series a :class:`twin.kpis.Tariff` takes:
+    (times [Unix s], intensities [kg/MWh])."""
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError) as exc:
@@ -84,7 +47,12 @@ def read_carbon_csv(path: str | Path) -> pd.Series:
             else pd.to_datetime(t, utc=True)
     except (ValueError, TypeError) as exc:
         raise AnalyticsError(f"carbon intensity file {path}: bad time column ({exc})") from None
-    return pd.Series(df["co2_kg_per_mwh"].to_numpy(dtype=float), index=idx)
+    t_s = np.asarray((idx - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1), dtype=float)
+    co2 = pd.to_numeric(df["co2_kg_per_mwh"], errors="coerce").to_numpy(dtype=float)
+    if len(co2) == 0 or not np.all(np.isfinite(co2)) or not np.all(np.isfinite(t_s)):
+        raise AnalyticsError(f"carbon intensity file {path}: needs at least one row, each "
+                             "with a time and a number co2_kg_per_mwh")
+    return t_s, co2
 
 
 def read_history(path: str | Path, start_s: float, end_s: float
@@ -101,55 +69,6 @@ def read_history(path: str | Path, start_s: float, end_s: float
     i0, i1 = np.searchsorted(t, start_s, "left"), np.searchsorted(t, end_s, "left")
     p = np.asarray(g["p_kw"][i0:i1], dtype=np.float64)
     return t[i0:i1], p, list(g.attrs["device_ids"])
-
-
-def energy_steps(fleet: Fleet, t_s: np.ndarray, p_kw: np.ndarray, tariff: Tariff,
-                 max_gap_s: float = 60.0) -> dict[str, np.ndarray]:
-    """Per-snapshot, per-site energy, money and CO2 (see the module docstring).
-
-    Parameters
-    ----------
-    fleet : Fleet
-        Device types and sites (device rows = columns of ``p_kw``).
-    t_s : (n_times,) array
-        Snapshot times [Unix s], increasing.
-    p_kw : (n_times, n_devices) array
-        Device powers [kW] (NaN: no value, counts as 0).
-    tariff : Tariff
-        Prices and carbon intensity.
-    max_gap_s : float
-        Longest time a snapshot's power is held [s].
-
-    Returns
-    -------
-    dict of (n_times, n_sites) arrays
-        One per name of :data:`QUANTITIES`.
-    """
-    t = np.asarray(t_s, dtype=np.float64)
-    p = np.nan_to_num(np.asarray(p_kw, dtype=np.float64))
-    dt_h = np.zeros(len(t))
-    if len(t) > 1:
-        dt_h[:-1] = np.minimum(np.diff(t), max_gap_s) / 3600.0
-    e = p * dt_h[:, None]  # kWh per device and step, signed
-    types = fleet.device_type
-    site = fleet.device_site
-    n_sites = fleet.n_sites
-
-    def by_site(x: np.ndarray) -> np.ndarray:
-        out = np.zeros((x.shape[0], n_sites))
-        np.add.at(out.T, site, x.T)
-        return out
-
-    gen = by_site(np.where(types == PV, e.clip(min=0), 0.0))
-    use = by_site(np.where((types == LOAD) | (types == EV_CHARGER), (-e).clip(min=0), 0.0))
-    net = by_site(e)
-    export, imp = net.clip(min=0), (-net).clip(min=0)
-    co2 = tariff.intensity_at(t)[:, None]
-    return {"generation_kwh": gen, "consumption_kwh": use, "import_kwh": imp,
-            "export_kwh": export, "self_consumption_kwh": (gen - export).clip(min=0),
-            "cost_eur": imp * tariff.import_eur_per_mwh / 1000.0,
-            "revenue_eur": export * tariff.export_eur_per_mwh / 1000.0,
-            "co2_avoided_kg": gen * co2 / 1000.0}
 
 
 def aggregate(fleet: Fleet, t_s: np.ndarray, p_kw: np.ndarray, tariff: Tariff,

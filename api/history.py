@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.fleet import BATTERY, PV, Fleet
+from twin.fleet import Fleet
+from twin.kpis import device_flows
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +200,10 @@ def power_flows(history: TelemetryHistory, fleet: Fleet, start_s: float, end_s: 
 
     Per snapshot, from the devices' ``p_kw`` history (a device without a value
     counts as 0; a snapshot where no device of the selection has a value gives
-    NaN): generation is the output of PV and discharging batteries, consumption
-    is the power drawn by any device (a positive number), battery is the net
-    battery power (discharge positive), grid is the sum of all device powers
-    (the grid exchange, export positive). The same definitions as the
+    NaN), as :func:`twin.kpis.device_flows` defines them: generation is PV
+    output, consumption is load and EV charging (a positive number), battery is
+    the net battery power (discharge positive), grid is the sum of all device
+    powers (the grid exchange, export positive). The same definitions as the
     dashboard's live fleet chart and the ``live_generation_mw`` KPI.
 
     Parameters
@@ -249,19 +250,13 @@ def power_flows(history: TelemetryHistory, fleet: Fleet, start_s: float, end_s: 
     if every_s is None and n > MAX_POINTS:
         raise HistoryError(f"{n} snapshots in [start, end); at most {MAX_POINTS} "
                            "without every: give every (a bucket length [s])")
-    gen_mask = (types == PV) | (types == BATTERY)
-    bat_mask = types == BATTERY
+    one_group = np.zeros(len(types), dtype=np.int64)  # the selection as one site
     times, parts = [], []
     if site_id is None or len(types):
         for t, p in history.read_block(start_s, end_s, columns):
             seen = ~np.isnan(p)
-            p0 = np.where(seen, p, 0.0)
-            flows = np.stack([
-                p0[:, gen_mask].clip(min=0).sum(axis=1),
-                -p0.clip(max=0).sum(axis=1) + 0.0,
-                p0[:, bat_mask].sum(axis=1),
-                p0.sum(axis=1),
-            ])
+            f = device_flows(p, types, one_group, 1)
+            flows = np.stack([f[k][:, 0] for k in FLOWS])
             flows[:, ~seen.any(axis=1)] = np.nan
             times.append(t)
             parts.append(flows)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from api import analytics as an
 from twin.fleet import Fleet
+from twin.kpis import Tariff
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Report:
     snapshots: int
 
 
-def build_report(fleet: Fleet, history_path: str | Path, period: str, tariff: an.Tariff,
+def build_report(fleet: Fleet, history_path: str | Path, period: str, tariff: Tariff,
                  max_gap_s: float = 60.0) -> Report:
     """Aggregate the history of ``period`` (see the module docstring)."""
     start, end = parse_period(period)
@@ -253,13 +254,14 @@ class ReportScheduler:
             await asyncio.sleep(every_s)
 
 
-def tariff_from_settings(settings: Any) -> an.Tariff:
+def tariff_from_settings(settings: Any) -> Tariff:
     """Prices and carbon intensity from the service settings."""
     co2: Any = settings.co2_kg_per_mwh
     if getattr(settings, "carbon_intensity_file", None):
         co2 = an.read_carbon_csv(settings.carbon_intensity_file)
-    return an.Tariff(import_eur_per_mwh=settings.import_price_eur_per_mwh,
-                     export_eur_per_mwh=settings.price_eur_per_mwh, co2_kg_per_mwh=co2)
+    # The export price is settings.price_eur_per_mwh until that setting is renamed.
+    return Tariff(import_price_eur_per_mwh=settings.import_price_eur_per_mwh,
+                  export_price_eur_per_mwh=settings.price_eur_per_mwh, co2_kg_per_mwh=co2)
 
 
 def scheduler_for(svc: Any) -> ReportScheduler | None:

@@ -69,8 +69,8 @@ class Settings(BaseSettings):
                                         "interval [s] (stale after three missed)")
     co2_kg_per_mwh: float = Field(300.0, ge=0, description="grid carbon intensity displaced "
                                   "by the fleet's generation, for CO2 avoided [kg/MWh]")
-    price_eur_per_mwh: float = Field(90.0, description="value of generated energy, for the "
-                                     "live revenue figure [EUR/MWh]")
+    price_eur_per_mwh: float = Field(90.0, description="export (feed-in) price, for revenue "
+                                     "in the analytics and live KPIs [EUR/MWh]")
     setpoint_valid_s: float = Field(900.0, gt=0, description="validity of manual setpoints [s]")
     alert_eval_s: float = Field(5.0, gt=0, description="period of the alert evaluation [s]")
     smtp_host: str | None = Field(None, description="SMTP server for alert e-mail; none: "

@@ -7,8 +7,9 @@ Entry points
 ``run_scenario(scenario, out_dir)`` (:mod:`scenarios.runner`)
     Simulate it and write ``results.zarr``, ``kpis.json``, ``events.csv``,
     the resolved ``scenario.yaml`` and ``run.json``.
-``compute_kpis`` / ``StepTracker`` (:mod:`scenarios.kpis`)
-    The KPI arithmetic, shared with the live service.
+``compute_kpis`` / ``StepTracker`` (:mod:`twin.kpis`)
+    The KPIs of a run; ``twin.kpis`` holds the one definition of energy, money,
+    CO2 and peak that the live service, the analytics and the twin share.
 ``compare_runs`` (:mod:`scenarios.compare`), ``run_sweep`` (:mod:`scenarios.sweep`)
     Side-by-side KPIs, plots and report; parameter sweeps on Dask.
 

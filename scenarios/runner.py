@@ -37,7 +37,6 @@ from scenarios.events import (
 )
 from scenarios.fleets import build_fleet
 from scenarios.inputs import InputChunk, InputGenerator
-from scenarios.kpis import StepTracker, compute_kpis
 from scenarios.results import ResultsWriter
 from scenarios.schema import Scenario, SiteOutage
 from scenarios.strategies import (
@@ -49,6 +48,7 @@ from scenarios.strategies import (
     island,
 )
 from twin.fleet import Fleet
+from twin.kpis import StepTracker, compute_kpis
 from twin.model import Twin
 
 log = logging.getLogger(__name__)

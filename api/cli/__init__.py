@@ -1,5 +1,5 @@
-"""The ``ecogrid`` command line: :func:`main` assembles the sub-commands (:mod:`api.cli.main`)."""
+"""The ``ecogrid`` command line: :func:`main` assembles the sub-commands (:mod:`api.cli.main.main`)."""
 
-from api.cli.main import main
+from api.cli.main.main import main
 
 __all__ = ["main"]

@@ -1,11 +1,12 @@
-"""Live fleet KPIs for the API: capacity, live generation and consumption, CO2 avoided, revenue.
+"""Live fleet KPIs for the API: generation, CO2 avoided and revenue, today and to date.
 
-:class:`KpiLedger` integrates the live fleet generation over time (called at
-each history snapshot) into energy, CO2 avoided and revenue, for today (UTC
-day) and to date, and keeps the figures in a small JSON file so they survive
-a restart. CO2 avoided is the generated energy times a grid carbon intensity
-and revenue the generated energy times a price (both settings), a stated
-approximation until the live service gets market and carbon feeds.
+:class:`KpiLedger` is fed the site flows of each history snapshot
+(:func:`twin.kpis.device_flows`) and values them with a :class:`twin.kpis.Tariff`
+through :func:`twin.kpis.energy_value`, as the analytics do: each snapshot's
+flows hold until the next snapshot, for at most ``max_gap_s``; generation is
+PV output, revenue is export x export price, CO2 avoided is generation x grid
+intensity. The figures are kept for today (UTC day) and to date in a small
+JSON file, so they survive a restart.
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from twin.kpis import Tariff, energy_value
 
 log = logging.getLogger(__name__)
 
@@ -22,28 +28,30 @@ DAY_S = 86400.0
 
 
 class KpiLedger:
-    """Energy, CO2 avoided and revenue, today and to date.
+    """Generation, CO2 avoided and revenue, today and to date.
 
     Parameters
     ----------
     path : Path
         JSON file where the totals are kept.
-    co2_kg_per_mwh : float
-        Carbon intensity of the displaced grid energy [kg/MWh].
-    price_eur_per_mwh : float
-        Value of the generated energy [EUR/MWh].
+    tariff : Tariff
+        Export price and grid carbon intensity (and import price).
+    max_gap_s : float
+        Longest time a snapshot's flows are held [s] (a longer gap, the service
+        being down, counts this long only).
     """
 
     FIELDS = ("generation_mwh", "co2_avoided_t", "revenue_eur")
 
-    def __init__(self, path: Path, co2_kg_per_mwh: float, price_eur_per_mwh: float):
+    def __init__(self, path: Path, tariff: Tariff, max_gap_s: float = 60.0):
         self.path = Path(path)
-        self.co2_kg_per_mwh = co2_kg_per_mwh
-        self.price_eur_per_mwh = price_eur_per_mwh
+        self.tariff = tariff
+        self.max_gap_s = max_gap_s
         self.total = dict.fromkeys(self.FIELDS, 0.0)
         self.today = dict.fromkeys(self.FIELDS, 0.0)
         self.day_start_s = 0.0
         self.last_t_s: float | None = None
+        self.per_hour: dict[str, float] | None = None  # the last snapshot's figures per hour
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text())
@@ -51,33 +59,47 @@ class KpiLedger:
                 self.today.update({k: float(data["today"][k]) for k in self.FIELDS})
                 self.day_start_s = float(data["day_start_s"])
                 self.last_t_s = data.get("last_t_s")
+                per_hour = data.get("per_hour")
+                self.per_hour = None if per_hour is None else {
+                    k: float(per_hour[k]) for k in self.FIELDS}
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("KPI counters in %s are unreadable (%s); they restart at zero",
                             self.path, exc)
 
-    def add(self, t_s: float, generation_mw: float, max_gap_s: float = 60.0) -> None:
-        """Integrate ``generation_mw`` [MW] from the previous call up to ``t_s`` [s].
+    def add(self, t_s: float, flows: Mapping[str, np.ndarray]) -> None:
+        """Take the site flows of the snapshot at ``t_s`` [Unix s].
 
-        Gaps longer than ``max_gap_s`` (the service was down) are not filled in.
+        ``flows`` are :func:`twin.kpis.device_flows` of the snapshot, per site
+        [kW] (``generation_kw``, ``import_kw``, ``export_kw`` are used). The
+        previous snapshot's flows count from its time to ``t_s`` (at most
+        ``max_gap_s``), in the day of the previous snapshot; a snapshot not
+        after the previous one is ignored.
         """
+        if self.last_t_s is not None and t_s <= self.last_t_s:
+            return
+        if self.last_t_s is not None and self.per_hour is not None:
+            dt_h = min(t_s - self.last_t_s, self.max_gap_s) / 3600.0
+            for k, v in self.per_hour.items():
+                self.total[k] += v * dt_h
+                self.today[k] += v * dt_h
         day = math.floor(t_s / DAY_S) * DAY_S
         if day != self.day_start_s:
             self.today = dict.fromkeys(self.FIELDS, 0.0)
             self.day_start_s = day
-        if self.last_t_s is not None and 0 < t_s - self.last_t_s <= max_gap_s:
-            mwh = max(generation_mw, 0.0) * (t_s - self.last_t_s) / 3600.0
-            inc = {"generation_mwh": mwh, "co2_avoided_t": mwh * self.co2_kg_per_mwh / 1000.0,
-                   "revenue_eur": mwh * self.price_eur_per_mwh}
-            for k, v in inc.items():
-                self.total[k] += v
-                self.today[k] += v
+        # Energies of one hour at this snapshot's powers [kWh], valued at its time.
+        gen_kwh = np.asarray(flows["generation_kw"], dtype=np.float64)
+        value = energy_value(t_s, gen_kwh, flows["import_kw"], flows["export_kw"], self.tariff)
+        self.per_hour = {"generation_mwh": float(gen_kwh.sum()) / 1000.0,
+                         "co2_avoided_t": float(value["co2_avoided_kg"].sum()) / 1000.0,
+                         "revenue_eur": float(value["revenue_eur"].sum())}
         self.last_t_s = t_s
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"total": self.total, "today": self.today,
-                                   "day_start_s": self.day_start_s, "last_t_s": self.last_t_s}))
+                                   "day_start_s": self.day_start_s, "last_t_s": self.last_t_s,
+                                   "per_hour": self.per_hour}))
         tmp.replace(self.path)
 
     def figures(self) -> dict[str, Any]:

@@ -31,17 +31,19 @@ from adapters.registry import commands as cmd_repo
 from adapters.registry import plans as plan_repo
 from adapters.registry.command_store import SqlCommandStore
 from api.accounts import Accounts
-from api.history import TelemetryHistory
 from api.live.approvals import Dispatcher
 from api.live.fleet import DeviceView
 from api.live.heap import HeapPolicy
+from api.history import TelemetryHistory
 from api.live.hub import Hub, WsClient
 from api.live.ledger import KpiLedger
 from api.live.metrics import Metrics
+from api.reports import tariff_from_settings
 from api.live.scenario_jobs import ScenarioJobs
-from api.live.types import CommandLink, Planner
 from api.settings import Settings
-from twin.fleet import BATTERY, PV, Fleet
+from api.live.types import CommandLink, Planner
+from twin.fleet import Fleet
+from twin.kpis import device_flows
 from twin.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,8 @@ class LiveService:
         from api.live.planning import HistoryWindow
 
         self.history_window = HistoryWindow()
-        self.ledger = KpiLedger(settings.data_dir / "kpis.json", settings.co2_kg_per_mwh,
-                                settings.price_eur_per_mwh)
+        self.ledger = KpiLedger(settings.data_dir / "kpis.json", tariff_from_settings(settings),
+                                max_gap_s=3 * settings.history_flush_s)
         self.store = SqlCommandStore(registry, on_change=self._on_command_change)
         self.dispatcher = Dispatcher(registry, fleet, None, self.notify,
                                      ack_timeout_s=settings.command_ack_timeout_s,
@@ -316,7 +318,7 @@ class LiveService:
         p, _ = self.telemetry.column("p_kw")
         soc, _ = self.telemetry.column("soc")
         self.history.append(now, {"p_kw": p, "soc": soc})
-        self.ledger.add(now, self._generation_mw(p))
+        self.ledger.add(now, self._site_flows(p))
         self.ledger.save()
 
     def _update_gauges(self) -> None:
@@ -344,21 +346,21 @@ class LiveService:
             self.devices.invalidate()
         return out
 
-    def _generation_mw(self, p_kw: np.ndarray) -> float:
-        t = self.fleet.device_type
-        p = np.nan_to_num(p_kw)
-        return float(p[(t == PV) | (t == BATTERY)].clip(min=0).sum()) / 1000.0
+    def _site_flows(self, p_kw: np.ndarray) -> dict[str, np.ndarray]:
+        return device_flows(p_kw, self.fleet.device_type, self.fleet.device_site,
+                            self.fleet.n_sites)
 
     def kpis(self) -> dict[str, Any]:
         """Fleet KPIs: sites, installed capacity [MW], live generation and consumption [MW],
         CO2 avoided [t] and revenue [EUR] today and to date."""
         p, _ = self.telemetry.column("p_kw")
-        use = float(-np.nan_to_num(p).clip(max=0).sum()) / 1000.0 + 0.0
+        flows = self._site_flows(p)
+        gen, use = (float(flows[k].sum()) / 1000.0 for k in ("generation_kw", "consumption_kw"))
         online = int(self.telemetry.online.sum())
         return {"t_s": self.clock(), "total_sites": self.fleet.n_sites,
                 "total_devices": self.fleet.n_devices, "devices_online": online,
                 "installed_capacity_mw": round(self.fleet.installed_capacity_kw() / 1000.0, 3),
-                "live_generation_mw": round(self._generation_mw(p), 4),
+                "live_generation_mw": round(gen, 4),
                 "live_consumption_mw": round(use, 4), **self.ledger.figures()}
 
     def refresh_kpis(self) -> dict[str, Any]:

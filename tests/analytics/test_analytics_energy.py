@@ -13,6 +13,7 @@ from api import analytics as an
 from api.history import TelemetryHistory
 from tests.twin.test_fleet import small_records
 from twin.fleet import Fleet
+from twin.kpis import Tariff
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 # rows: A-pv, A-bat, A-ev, A-load, B-bat; snapshots every 30 min, held 30 min each
@@ -21,6 +22,8 @@ P = np.array([[100.0, 0.0, -20.0, -50.0, -10.0],
               [0.0, 30.0, 0.0, -30.0, 20.0],
               [999.0, 0.0, 0.0, 0.0, 0.0]])   # the last snapshot counts for nothing
 T = T0 + np.array([0.0, 1800.0, 3600.0, 5400.0])
+TARIFF = Tariff(import_price_eur_per_mwh=250.0, export_price_eur_per_mwh=90.0,
+                co2_kg_per_mwh=300.0)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def history(tmp_path_factory, fleet):
 def test_day_totals_per_site_and_fleet_by_hand(fleet, history):
     t, p, ids = an.read_history(history, T0, T0 + 86400)
     assert ids == fleet.device_id.tolist() and len(t) == 4
-    tariff = an.Tariff(import_eur_per_mwh=250.0, export_eur_per_mwh=90.0, co2_kg_per_mwh=300.0)
+    tariff = TARIFF
     site = an.aggregate(fleet, t, p, tariff, every="day", scope="site", max_gap_s=1800)
     a = site[site.site_id == "A"].iloc[0]
     b = site[site.site_id == "B"].iloc[0]
@@ -59,9 +62,8 @@ def test_day_totals_per_site_and_fleet_by_hand(fleet, history):
 
 def test_hours_gaps_and_carbon_series(fleet, history):
     t, p, _ = an.read_history(history, T0, T0 + 86400)
-    series = pd.Series([400.0, 200.0], index=pd.to_datetime([T0, T0 + 1800], unit="s",
-                                                                  utc=True))
-    hours = an.aggregate(fleet, t, p, an.Tariff(co2_kg_per_mwh=series), every="hour",
+    series = (np.array([T0, T0 + 1800]), np.array([400.0, 200.0]))
+    hours = an.aggregate(fleet, t, p, Tariff(250.0, 90.0, co2_kg_per_mwh=series), every="hour",
                          max_gap_s=1800)
     assert len(hours) == 2
     assert hours.generation_kwh.tolist() == pytest.approx([70.0, 0.0])
@@ -69,26 +71,26 @@ def test_hours_gaps_and_carbon_series(fleet, history):
     assert hours.export_kwh.tolist() == pytest.approx([15.0, 10.0])
     assert hours.co2_avoided_kg.iloc[0] == pytest.approx(50 * 0.4 + 20 * 0.2)
     # with a 10-minute gap limit each snapshot counts for 1/6 h only
-    short = an.aggregate(fleet, t, p, an.Tariff(), every="month", max_gap_s=600)
+    short = an.aggregate(fleet, t, p, TARIFF, every="month", max_gap_s=600)
     assert short.generation_kwh.iloc[0] == pytest.approx(140.0 / 6)
 
 
 def test_site_filter_range_and_errors(fleet, history):
     t, p, _ = an.read_history(history, T0 + 1800, T0 + 3600)  # one snapshot
     assert len(t) == 1
-    one = an.aggregate(fleet, t, p, an.Tariff(), every="day", site_id="B", scope="site")
+    one = an.aggregate(fleet, t, p, TARIFF, every="day", site_id="B", scope="site")
     assert one.generation_kwh.tolist() == [0.0]                # a lone snapshot holds nothing
     with pytest.raises(an.AnalyticsError, match="every must be one of"):
-        an.aggregate(fleet, t, p, an.Tariff(), every="week")
+        an.aggregate(fleet, t, p, TARIFF, every="week")
     with pytest.raises(an.AnalyticsError, match="no site 'Z'"):
-        an.aggregate(fleet, t, p, an.Tariff(), site_id="Z")
+        an.aggregate(fleet, t, p, TARIFF, site_id="Z")
     with pytest.raises(an.AnalyticsError, match="no telemetry history"):
         an.read_history(history.parent / "nope.zarr", 0, 1)
 
 
 def test_csv_and_parquet_exports_round_trip(fleet, history):
     t, p, _ = an.read_history(history, T0, T0 + 86400)
-    df = an.aggregate(fleet, t, p, an.Tariff(), every="hour", scope="site", max_gap_s=1800)
+    df = an.aggregate(fleet, t, p, TARIFF, every="hour", scope="site", max_gap_s=1800)
     csv = pd.read_csv(io.BytesIO(an.to_csv(df)))
     assert list(csv.columns) == ["period", "site_id", *an.QUANTITIES]
     assert csv.period.iloc[0] == "2026-11-01T00:00:00+00:00"
@@ -101,9 +103,14 @@ def test_carbon_csv(tmp_path):
     f = tmp_path / "co2.csv"
     f.write_text("time,co2_kg_per_mwh\n2026-11-01T00:00:00Z,400\n2026-11-01T12:00:00Z,100\n")
     s = an.read_carbon_csv(f)
-    tariff = an.Tariff(co2_kg_per_mwh=s)
-    assert tariff.intensity_at(np.array([T0 - 10, T0 + 3600, T0 + 13 * 3600])).tolist() == [
+    assert s[0].tolist() == [T0, T0 + 12 * 3600] and s[1].tolist() == [400.0, 100.0]
+    tariff = Tariff(250.0, 90.0, co2_kg_per_mwh=s)
+    assert tariff.at(np.array([T0 - 10, T0 + 3600, T0 + 13 * 3600]))[2].tolist() == [
         400.0, 400.0, 100.0]
+    nan = tmp_path / "nan.csv"
+    nan.write_text("time,co2_kg_per_mwh\n2026-11-01T00:00:00Z,high\n")
+    with pytest.raises(an.AnalyticsError, match="a number co2_kg_per_mwh"):
+        an.read_carbon_csv(nan)
     bad = tmp_path / "bad.csv"
     bad.write_text("t,value\n1,2\n")
     with pytest.raises(an.AnalyticsError, match="lacks column"):

@@ -13,10 +13,9 @@ import pytest
 from adapters.registry import fleet as fleet_repo
 from adapters.registry import open_registry
 from api import reports as rp
-from api.analytics import Tariff
-from api.cli.main import main as ecogrid
+from api.cli.main.main import main as ecogrid
 from api.history import TelemetryHistory
-from tests.analytics.test_analytics_energy import P, T
+from tests.analytics.test_analytics_energy import TARIFF, P, T
 from tests.twin.test_fleet import small_records
 from twin.fleet import Fleet
 
@@ -47,7 +46,7 @@ def test_parse_period():
 def test_report_numbers_and_formats(tmp_path, fleet):
     _history(tmp_path / "h.zarr", fleet, T)
     rep = rp.build_report(fleet, tmp_path / "h.zarr", "2026-11",
-                          Tariff(250.0, 90.0, 300.0), max_gap_s=1800)
+                          TARIFF, max_gap_s=1800)
     assert rep.snapshots == 4
     assert rep.totals["generation_kwh"] == pytest.approx(70.0)
     assert rep.totals["cost_eur"] == pytest.approx(6.25)
@@ -63,7 +62,7 @@ def test_report_numbers_and_formats(tmp_path, fleet):
     assert pdf.startswith(b"%PDF") and len(pdf) > 1000
     with pytest.raises(rp.ReportError, match="format must be one of"):
         rp.render(rep, "docx")
-    empty = rp.build_report(fleet, tmp_path / "h.zarr", "2026-10", Tariff())
+    empty = rp.build_report(fleet, tmp_path / "h.zarr", "2026-10", TARIFF)
     assert empty.snapshots == 0 and empty.totals["generation_kwh"] == 0.0
     assert rp.render(empty, "pdf").startswith(b"%PDF")
 
@@ -72,7 +71,7 @@ def test_scheduler_writes_each_period_once(tmp_path, fleet):
     _history(tmp_path / "h.zarr", fleet, T)
     announced = []
     sched = rp.ReportScheduler(
-        lambda period: rp.build_report(fleet, tmp_path / "h.zarr", period, Tariff(),
+        lambda period: rp.build_report(fleet, tmp_path / "h.zarr", period, TARIFF,
                                        max_gap_s=1800),
         tmp_path / "out", ["daily", "monthly"], announce=announced.append)
     now = datetime(2026, 12, 2, 0, 5, tzinfo=UTC).timestamp()

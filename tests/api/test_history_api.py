@@ -97,9 +97,9 @@ def _hand_sum(series, site_id=None):
             if v is None:
                 continue
             seen[t] = True
-            if v > 0 and d["type"] in ("pv", "battery"):
+            if v > 0 and d["type"] == "pv":  # generation: PV output
                 acc[0] += v
-            if v < 0:
+            if v < 0 and d["type"] in ("load", "ev_charger"):  # consumption: load + EV
                 acc[1] -= v
             if d["type"] == "battery":
                 acc[2] += v

@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.cli.demo import simulate_day
+from api.cli.main.demo import simulate_day
 from twin.generator import generate_fleet
 from twin.kpis import fleet_kpis
 from twin.model import Twin
@@ -15,6 +15,9 @@ def test_one_day_energy_balance():
     k = fleet_kpis(twin.params, twin.state, hours=24.0)
     assert twin.state.steps == 96
     assert k["pv_mwh"] > 0 and k["load_mwh"] > 0
-    # Energy balance of the fleet: generation - consumption = export - import.
-    assert k["generation_mwh"] - k["consumption_mwh"] == pytest.approx(
-        k["export_mwh"] - k["import_mwh"], rel=1e-9, abs=1e-9)
+    # Energy balance of the fleet: generation (PV) + battery discharge - battery charge
+    # - consumption (load + EV) = export - import.
+    assert k["generation_mwh"] == k["pv_mwh"]
+    assert (k["generation_mwh"] + k["battery_discharge_mwh"] - k["battery_charge_mwh"]
+            - k["consumption_mwh"]) == pytest.approx(k["export_mwh"] - k["import_mwh"],
+                                                     rel=1e-9, abs=1e-9)

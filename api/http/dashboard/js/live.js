@@ -71,7 +71,8 @@ export class LiveFleet extends EventTarget {
     for (const [id, v] of this.value) {
       const d = this.devices.get(id);
       if (!d || d.site_id !== siteId || v.p_kw == null) continue;
-      if (v.p_kw > 0) gen += v.p_kw; else cons -= v.p_kw;
+      if (d.type === "pv" && v.p_kw > 0) gen += v.p_kw;  // as twin/kpis.py device_flows
+      if ((d.type === "load" || d.type === "ev_charger") && v.p_kw < 0) cons -= v.p_kw;
       net += v.p_kw;
     }
     return { gen, cons, grid: net };
@@ -107,8 +108,8 @@ export class LiveFleet extends EventTarget {
       const p = v.p_kw;
       if (p == null) continue;
       const type = this.devices.get(id)?.type;
-      if (p > 0 && (type === "pv" || type === "battery")) gen += p;
-      if (p < 0) cons -= p;
+      if (p > 0 && type === "pv") gen += p;  // as twin/kpis.py device_flows
+      if (p < 0 && (type === "load" || type === "ev_charger")) cons -= p;
       if (type === "battery") bat += p;
       grid += p;
     }
