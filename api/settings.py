@@ -9,11 +9,12 @@ docs/configuration.md lists them all.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,7 +59,20 @@ class Settings(BaseSettings):
     command_ack_timeout_s: float = Field(30.0, gt=0, description="a command handed to the "
                                          "publisher without a final ack expires after [s]")
     history_flush_s: float = Field(10.0, gt=0, le=10.0, description="telemetry history "
-                                   "snapshot and flush period [s] (at most 10)")
+                                   "snapshot period [s] (at most 10)")
+    history_url: str | None = Field(None, description="the one telemetry store (a folder or "
+                                    "file:// URL shared by the service and every ingest "
+                                    "worker); default $ECOGRID_DATA_DIR/history")
+    history_raw_days: float = Field(7.0, gt=0, description="how long raw telemetry "
+                                    "snapshots are kept [days]; the 5-minute and hourly "
+                                    "rollups are kept for years")
+    ingest: Literal["embedded", "workers"] = Field(
+        "embedded", description="embedded: the service subscribes to the device telemetry "
+        "and writes the telemetry store itself; workers: `ecogrid ingest` workers do, and the "
+        "service reads their newest values and history from the same store")
+    fleet_poll_s: float = Field(5.0, gt=0, description="how often a process checks the "
+                                "registry's fleet version and reloads the fleet when another "
+                                "process changed it [s]")
     gc_sweep_s: float = Field(600.0, gt=0, description="how often the service's frozen heap "
                               "is collected in full [s] (one pause of ~0.3 s at the "
                               "reference fleet); see api/live/heap.py")
@@ -67,10 +81,17 @@ class Settings(BaseSettings):
                               "in a row is disconnected")
     telemetry_interval_s: float = Field(1.0, gt=0, description="expected device telemetry "
                                         "interval [s] (stale after three missed)")
-    co2_kg_per_mwh: float = Field(300.0, ge=0, description="grid carbon intensity displaced "
-                                  "by the fleet's generation, for CO2 avoided [kg/MWh]")
-    price_eur_per_mwh: float = Field(90.0, description="export (feed-in) price, for revenue "
-                                     "in the analytics and live KPIs [EUR/MWh]")
+    co2_kg_per_mwh: float | None = Field(None, ge=0, description="a constant grid carbon "
+                                         "intensity for the plans and CO2 avoided [kg/MWh]; "
+                                         "default: the day-ahead-like curve the planner uses")
+    import_price_eur_per_mwh: float | None = Field(None, description="a constant price of "
+                                                   "imported energy for the plans, the live "
+                                                   "cost and the analytics [EUR/MWh]; default: "
+                                                   "the planner's day-ahead-like curve")
+    export_price_eur_per_mwh: float | None = Field(None, description="a constant price paid "
+                                                   "for exported energy (plans, live revenue, "
+                                                   "analytics) [EUR/MWh]; default: the "
+                                                   "planner's feed-in curve")
     setpoint_valid_s: float = Field(900.0, gt=0, description="validity of manual setpoints [s]")
     alert_eval_s: float = Field(5.0, gt=0, description="period of the alert evaluation [s]")
     smtp_host: str | None = Field(None, description="SMTP server for alert e-mail; none: "
@@ -83,11 +104,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = Field(False, description="use STARTTLS on the SMTP connection")
     smtp_min_severity: Literal["info", "warning", "critical"] = Field(
         "warning", description="lowest alert severity that is e-mailed")
-    import_price_eur_per_mwh: float = Field(250.0, description="price of imported energy, "
-                                            "for the analytics' cost [EUR/MWh]")
     carbon_intensity_file: Path | None = Field(None, description="CSV (time,co2_kg_per_mwh) "
-                                               "of grid carbon intensity for CO2 avoided; "
-                                               "default: the constant co2_kg_per_mwh")
+                                               "of grid carbon intensity for the plans and "
+                                               "CO2 avoided; replaces co2_kg_per_mwh and the "
+                                               "curve")
     report_dir: Path | None = Field(None, description="folder of scheduled reports; default "
                                     "$ECOGRID_DATA_DIR/reports")
     report_schedule: str = Field("", description="scheduled reports, comma-separated of "
@@ -112,6 +132,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{v!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
         return v
 
+    @field_validator("history_url")
+    @classmethod
+    def _history_url(cls, v: str | None) -> str | None:
+        if v and "://" in v and not v.startswith("file://"):
+            raise ValueError(f"{v!r}: only a folder or a file:// URL is supported")
+        return v
+
     @model_validator(mode="after")
     def _replica_needs(self) -> Settings:
         if self.mode != "replica":
@@ -133,8 +160,11 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ecogrid.db').resolve()}"
 
-    def history_dir(self) -> Path:
-        return self.data_dir / "history.zarr"
+    def history_root(self) -> Path:
+        """The telemetry store's folder (``history_url``, default ``data_dir/history``)."""
+        if not self.history_url:
+            return self.data_dir / "history"
+        return Path(self.history_url.removeprefix("file://"))
 
     def secret(self) -> str:
         """The JWT secret: the setting, else one generated once and kept in ``data_dir``."""
@@ -152,6 +182,13 @@ class Settings(BaseSettings):
         return value
 
 
+# Settings that were removed, with what replaces them (an old deployment gets told, not ignored).
+REMOVED: dict[str, str] = {
+    "ECOGRID_PRICE_EUR_PER_MWH": "ECOGRID_EXPORT_PRICE_EUR_PER_MWH (revenue is exported "
+    "energy times the export price)",
+}
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: object) -> Settings:
     """Settings from the environment, a ``.env``-style file and explicit overrides.
 
@@ -160,8 +197,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: object) ->
     ValueError
         Naming each bad setting and its environment variable.
     """
-    from pydantic import ValidationError
-
+    gone = [f"{name} was removed; use {instead}" for name, instead in REMOVED.items()
+            if name in os.environ]
+    if gone:
+        raise ValueError("invalid settings: " + "; ".join(gone))
     try:
         return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:

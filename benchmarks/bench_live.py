@@ -267,10 +267,10 @@ def run(devices: int, ws_clients: int, seconds: float, rest_concurrency: int = 8
     try:
         with log.open("ab") as out:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "api.cli.main.main", "serve", "--port", str(port)], env=env,
+                [sys.executable, "-m", "api.cli.main", "serve", "--port", str(port)], env=env,
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT))
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "api.cli.main.main", "devices", "simulate", "--broker", broker.url,
+                [sys.executable, "-m", "api.cli.main", "devices", "simulate", "--broker", broker.url,
                  "--sites", str(n_sites), "--interval", "1"], env=env, stdout=out,
                 stderr=subprocess.STDOUT, cwd=ROOT))
         _wait_http(base, procs[0], log, 300)

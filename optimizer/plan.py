@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 FLOW_NAMES = ("pv_kw", "pv_available_kw", "battery_kw", "ev_kw", "load_kw", "import_kw",
               "export_kw")
@@ -155,8 +156,6 @@ class Plan:
     # -- xarray ---------------------------------------------------------------
     def to_xarray(self):
         """The plan as an ``xarray.Dataset`` (dims ``time``, ``device``, ``site``)."""
-        import xarray as xr
-
         times = np.array(self.times_s * 1e9, dtype="datetime64[ns]")
         data_vars: dict[str, Any] = {
             "setpoint_kw": (("time", "device"), self.setpoints,

@@ -17,6 +17,26 @@ from twin.fleet import Fleet
 from twin.profiles import load_shapes, weekday_of
 
 
+def day_ahead_import_price(t_s: np.ndarray) -> np.ndarray:
+    """A day-ahead-like import price [EUR/MWh] at UTC times ``t_s`` [Unix s]: a midday dip
+    and an evening peak."""
+    hour = (np.asarray(t_s, dtype=np.float64) % 86400.0) / 3600.0
+    return (70.0 - 45.0 * np.exp(-((hour - 13.0) / 2.5) ** 2)
+            + 60.0 * np.exp(-((hour - 19.5) / 1.5) ** 2))
+
+
+def day_ahead_export_price(t_s: np.ndarray) -> np.ndarray:
+    """The feed-in (export) price that follows :func:`day_ahead_import_price` and can go
+    negative [EUR/MWh]."""
+    return 0.8 * day_ahead_import_price(t_s) - 15.0
+
+
+def day_ahead_co2(t_s: np.ndarray) -> np.ndarray:
+    """A grid carbon intensity curve [kg/MWh], lowest around solar noon (UTC)."""
+    hour = (np.asarray(t_s, dtype=np.float64) % 86400.0) / 3600.0
+    return 320.0 - 120.0 * np.exp(-((hour - 13.0) / 3.0) ** 2)
+
+
 def synthetic_inputs(fleet: Fleet, n_steps: int = 96, t0_s: float = 1_717_200_000.0,
                      dt_s: float = 900.0, seed: int = 0) -> Forecast:
     """A forecast of ``n_steps`` steps from ``t0_s`` [Unix s] for ``fleet``."""
@@ -27,12 +47,10 @@ def synthetic_inputs(fleet: Fleet, n_steps: int = 96, t0_s: float = 1_717_200_00
     frac = load_shapes(hour, weekday_of(times))  # (t, profiles), UTC clock
     noise = rng.uniform(0.9, 1.1, (n_steps, fleet.n_sites, 1))
     load = load_forecast(fleet, frac[:, None, :] * noise)
-    price = (70.0 - 45.0 * np.exp(-((hour - 13.0) / 2.5) ** 2)
-             + 60.0 * np.exp(-((hour - 19.5) / 1.5) ** 2))
-    feed_in = 0.8 * price - 15.0
-    co2 = 320.0 - 120.0 * np.exp(-((hour - 13.0) / 3.0) ** 2)
-    return Forecast(pv_kw=pv_site, load_kw=load, import_price_eur_per_mwh=price,
-                    feed_in_eur_per_mwh=feed_in, co2_kg_per_mwh=co2,
+    return Forecast(pv_kw=pv_site, load_kw=load,
+                    import_price_eur_per_mwh=day_ahead_import_price(times),
+                    feed_in_eur_per_mwh=day_ahead_export_price(times),
+                    co2_kg_per_mwh=day_ahead_co2(times),
                     ev_sessions=_sessions(fleet, t0_s, n_steps * dt_s, rng),
                     pv_device_kw=pv_dev)
 

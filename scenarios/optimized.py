@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer import EvSessions, Forecast, MpcController, OptimizerConfig, sessions_from_state
 from scenarios.inputs import stream
 from scenarios.schema import Scenario
 from scenarios.strategies import FleetIndex, Observation
@@ -44,8 +45,6 @@ class OptimizerStrategy:
     name = "optimizer"
 
     def __init__(self, scenario: Scenario, index: FleetIndex, fleet: Fleet, twin: Twin):
-        from optimizer import MpcController, OptimizerConfig
-
         spec = scenario.strategy
         dt_s = scenario.period.step
         self.horizon = max(1, round(spec.horizon / dt_s))
@@ -64,8 +63,6 @@ class OptimizerStrategy:
         return self.controller.setpoints(obs.t_s, seen, lambda t_s: self._forecast(obs, seen))
 
     def _forecast(self, obs: Observation, seen: Any) -> Any:
-        from optimizer import EvSessions, Forecast, sessions_from_state
-
         assert obs.window is not None
         w = obs.window(self.horizon)
         n = len(w["t_s"])
@@ -115,10 +112,5 @@ class OptimizerStrategy:
 
 def make_optimizer_strategy(scenario: Scenario, index: FleetIndex, fleet: Fleet,
                             twin: Twin) -> OptimizerStrategy:
-    """The ``optimizer`` strategy; a clear error when the optimizer package is missing."""
-    try:
-        import optimizer  # noqa: F401
-        from optimizer import MpcController  # noqa: F401
-    except ImportError as exc:
-        raise ValueError(f"optimizer strategy not available yet ({exc})") from exc
+    """The ``optimizer`` strategy of a scenario."""
     return OptimizerStrategy(scenario, index, fleet, twin)

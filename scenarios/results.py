@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from adapters.storage import TimeSeriesStore, open_store
+from adapters.storage import (
+    MAX_POINTS,
+    TimeSeriesStore,
+    bucket_means,
+    check_range,
+    open_store,
+    unix_seconds,
+)
 from twin.fleet import DEVICE_TYPES, TYPE_CODE, Fleet
 from twin.state import SITE_FLOWS, TwinParams, TwinState
 
@@ -141,3 +148,46 @@ class ResultsWriter:
 def open_results(run_dir: str | Path) -> xr.Dataset:
     """Open a run's ``results.zarr`` lazily (xarray, dask-backed)."""
     return open_store(Path(run_dir) / "results.zarr")
+
+
+def fleet_flows(ds: xr.Dataset, every_s: float | None = None, max_points: int | None = None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], float | None]:
+    """Fleet totals of a run's site flows (``twin.state.SITE_FLOWS``) [kW] over time.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A run's results (:func:`open_results`).
+    every_s : float, optional
+        Bucket length [s] for averages (times are the bucket starts); None: every step.
+    max_points : int, optional
+        Without ``every_s``: buckets of whole steps, so that at most this many remain.
+
+    Returns
+    -------
+    t_s : ndarray
+        Step or bucket times [Unix s].
+    flows : dict of str to ndarray
+        One fleet series per site flow in the results [kW].
+    every_s : float or None
+        The bucket length used.
+
+    Raises
+    ------
+    ValueError
+        For more than ``MAX_POINTS`` steps without buckets, or a bad bucket length.
+    """
+    t_s = unix_seconds(ds["time"].values).astype(np.float64)
+    names = [n for n in SITE_FLOWS if n in ds]
+    series = [ds[n].sum("site").values.astype(np.float64) for n in names]
+    if every_s is None and max_points is not None and len(t_s) > max(max_points, 1):
+        step_s = float(t_s[1] - t_s[0])
+        every_s = step_s * int(np.ceil(len(t_s) / max_points))
+    if every_s is not None:
+        if len(t_s):
+            check_range(float(t_s[0]), float(t_s[-1]) + every_s, every_s)
+            t_s, series = bucket_means(t_s, series, float(t_s[0]), every_s)
+    elif len(t_s) > MAX_POINTS:
+        raise ValueError(f"{len(t_s)} steps; at most {MAX_POINTS} without every: give every "
+                         "(a bucket length [s])")
+    return t_s, dict(zip(names, series, strict=True)), every_s

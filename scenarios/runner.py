@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import simpy
 import yaml
@@ -37,6 +38,7 @@ from scenarios.events import (
 )
 from scenarios.fleets import build_fleet
 from scenarios.inputs import InputChunk, InputGenerator
+from scenarios.optimized import make_optimizer_strategy
 from scenarios.results import ResultsWriter
 from scenarios.schema import Scenario, SiteOutage
 from scenarios.strategies import (
@@ -90,8 +92,6 @@ def make_strategy(scenario: Scenario, index: FleetIndex, fleet: Fleet, twin: Twi
         return NoControl(index)
     if spec.kind == "rule":
         return SelfConsumptionRule(index, spec.curtail_to_export_limit)
-    from scenarios.optimized import make_optimizer_strategy
-
     return make_optimizer_strategy(scenario, index, fleet, twin)
 
 
@@ -185,8 +185,6 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, *, source: str = "scen
 
 @contextmanager
 def _numba_threads(n: int) -> Iterator[None]:
-    import numba
-
     before = numba.get_num_threads()
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
     try:

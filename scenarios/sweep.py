@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from dask.distributed import Client, LocalCluster
 
+from scenarios.runner import run_scenario
 from scenarios.schema import load_scenario
 
 
@@ -56,8 +58,6 @@ def combination_name(index: int, combo: dict[str, Any]) -> str:
 def run_one(file: str, overrides: dict[str, Any], out_dir: str,
             overwrite: bool) -> dict[str, Any]:
     """Run one combination (on a worker); returns its status and fleet KPIs, never raises."""
-    from scenarios.runner import run_scenario
-
     try:
         scenario = load_scenario(file, overrides)
         result = run_scenario(scenario, out_dir, source=file, overwrite=overwrite)
@@ -85,8 +85,6 @@ def run_sweep(file: str | Path, grid: dict[str, list[Any]], out_dir: str | Path,
     n_workers : int
         Worker processes of the local cluster.
     """
-    from dask.distributed import Client, LocalCluster
-
     file = str(Path(file).resolve())
     combos = combinations(grid)
     for combo in combos:

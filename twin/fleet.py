@@ -20,8 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import pandas as pd
 
 # Device type codes. The order is the sort order inside a site.
 PV, BATTERY, EV_CHARGER, LOAD = 0, 1, 2, 3
@@ -372,8 +374,6 @@ def save_fleet(fleet: Fleet, path: str | Path) -> None:
         tmp.write_text(json.dumps(_jsonable(recs), indent=1))
         tmp.replace(path)
     elif path.suffix == ".parquet":
-        import pandas as pd
-
         path.mkdir(parents=True, exist_ok=True)
         for kind, rows in recs.items():
             pd.DataFrame(rows).to_parquet(path / f"{kind}.parquet", index=False)
@@ -391,8 +391,6 @@ def read_fleet(path: str | Path) -> Fleet:
             raise FleetError([(str(path), "-", f"not valid JSON: {exc}")]) from exc
         return parse_fleet(recs, source=str(path))
     if path.suffix == ".parquet":
-        import pandas as pd
-
         recs = {}
         for kind in ("feeders", "sites", "devices"):
             frame = pd.read_parquet(path / f"{kind}.parquet")
@@ -460,8 +458,6 @@ def _check_number(
 def _valid_timezone(tz: Any) -> bool:
     if not isinstance(tz, str):
         return False
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -29,7 +29,7 @@ KPIs).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,8 +43,9 @@ QUANTITIES: tuple[str, ...] = ("generation_kwh", "consumption_kwh", "import_kwh"
                                "self_consumption_kwh", "cost_eur", "revenue_eur",
                                "co2_avoided_kg")
 
-# A tariff value: a constant, or a step series (times [Unix s], values).
-TariffValue = float | tuple[np.ndarray, np.ndarray]
+# A tariff value: a constant, a step series (times [Unix s], values), or a function of time
+# (``f(t_s) -> values``, e.g. a daily curve).
+TariffValue = float | tuple[np.ndarray, np.ndarray] | Callable[[np.ndarray], np.ndarray]
 
 
 # -- device powers -> site flows ------------------------------------------------------------
@@ -121,9 +122,10 @@ def _site_sum(x: np.ndarray, site: np.ndarray, n_sites: int) -> np.ndarray:
 class Tariff:
     """Import price, export price and grid carbon intensity.
 
-    Each is a constant or a step series ``(times [Unix s], values)`` of numpy
-    arrays: a value holds from its time until the next one; before the first
-    time the first value holds.
+    Each is a constant, a step series ``(times [Unix s], values)`` of numpy
+    arrays (a value holds from its time until the next one; before the first
+    time the first value holds), or a function of time ``f(t_s) -> values``
+    (a daily price curve, say).
 
     Parameters
     ----------
@@ -143,7 +145,8 @@ class Tariff:
         for name in ("import_price_eur_per_mwh", "export_price_eur_per_mwh", "co2_kg_per_mwh"):
             object.__setattr__(self, name, _step_series(name, getattr(self, name)))
         co2 = self.co2_kg_per_mwh
-        if np.any(np.asarray(co2 if isinstance(co2, float) else co2[1]) < 0):
+        if not callable(co2) and np.any(np.asarray(co2 if isinstance(co2, float)
+                                                   else co2[1]) < 0):
             raise ValueError("Tariff co2_kg_per_mwh must not be negative")
 
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,7 +160,10 @@ class Tariff:
 
 
 def _step_series(name: str, value: Any) -> TariffValue:
-    """A constant as float, or a series as (sorted times, values) read-only float arrays."""
+    """A constant as float, a series as (sorted times, values) read-only float arrays, a
+    function of time as it is."""
+    if callable(value):
+        return value
     if not isinstance(value, tuple | list):
         try:
             v = float(value)
@@ -187,6 +193,8 @@ def _step_series(name: str, value: Any) -> TariffValue:
 def _held(value: TariffValue, t: np.ndarray) -> np.ndarray:
     if isinstance(value, float):
         return np.full(t.shape, value)
+    if callable(value):
+        return np.broadcast_to(np.asarray(value(t), dtype=np.float64), t.shape).copy()
     times, values = value
     pos = np.searchsorted(times, t, side="right") - 1
     return values[np.clip(pos, 0, len(times) - 1)]
@@ -230,12 +238,13 @@ def energy_value(t_s: np.ndarray | float, generation_kwh: np.ndarray, import_kwh
 
 
 def energy_steps(fleet: Fleet, t_s: np.ndarray, p_kw: np.ndarray, tariff: Tariff,
-                 max_gap_s: float = 60.0) -> dict[str, np.ndarray]:
+                 max_gap_s: float = 60.0, last_s: float = 0.0) -> dict[str, np.ndarray]:
     """Per snapshot and site: energy, money and CO2 of device power snapshots.
 
     Each snapshot's power holds until the next snapshot, for at most
     ``max_gap_s`` (a longer gap is missing data, not energy); the last snapshot
-    counts for nothing. Flows from :func:`device_flows`, value from
+    holds for ``last_s`` (0: it counts for nothing; a bucket mean of length
+    ``last_s`` holds for its bucket). Flows from :func:`device_flows`, value from
     :func:`energy_value` at each snapshot's time.
 
     Parameters
@@ -250,6 +259,8 @@ def energy_steps(fleet: Fleet, t_s: np.ndarray, p_kw: np.ndarray, tariff: Tariff
         Prices and carbon intensity.
     max_gap_s : float
         Longest time a snapshot's power is held [s].
+    last_s : float
+        How long the last snapshot's power is held [s] (at most ``max_gap_s``).
 
     Returns
     -------
@@ -268,6 +279,8 @@ def energy_steps(fleet: Fleet, t_s: np.ndarray, p_kw: np.ndarray, tariff: Tariff
         raise ValueError("t_s must not decrease")
     dt_h = np.zeros((len(t), 1))
     dt_h[:-1, 0] = np.minimum(step_s, max_gap_s) / 3600.0
+    if len(t):
+        dt_h[-1, 0] = min(max(last_s, 0.0), max_gap_s) / 3600.0
     f = device_flows(p, fleet.device_type, fleet.device_site, fleet.n_sites)
     gen, use, imp, exp = (f[k] * dt_h for k in ("generation_kw", "consumption_kw",
                                                 "import_kw", "export_kw"))

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from twin.fleet import Fleet
+from twin.reference import step_fleet_numpy
 from twin.state import (
     SITE_TOTALS,
     TOTAL,
@@ -23,17 +24,18 @@ from twin.state import (
     default_setpoints,
 )
 
+try:  # numba is optional: without it the twin runs the numpy reference physics
+    from twin import kernels
+except ImportError:  # pragma: no cover - numba is installed with the project
+    kernels = None
+
 log = logging.getLogger(__name__)
 
 Backend = Literal["numba", "numpy"]
 
 
 def numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return kernels is not None
 
 
 class Twin:
@@ -86,8 +88,6 @@ class Twin:
         if self.backend == "numba":
             _step_numba(t_s, dt_s, self.params, inputs, setpoint, self.state)
         else:
-            from twin.reference import step_fleet_numpy
-
             step_fleet_numpy(t_s, dt_s, self.params, inputs, setpoint, self.state)
         self.state.t_s = t_s + dt_s
         self.state.steps += 1
@@ -108,9 +108,8 @@ class Twin:
             raise ValueError("EV session energy must be finite and non-negative")
         taken = np.zeros(len(charger_rows), dtype=bool)
         if self.backend == "numba":
-            from twin.kernels import plug_in_sessions
-
-            plug_in_sessions(self.params.conn_start, self.params.conn_stop,
+            assert kernels is not None
+            kernels.plug_in_sessions(self.params.conn_start, self.params.conn_stop,
                              self.state.conn_need_kwh, self.state.conn_departure_s,
                              charger_rows, need_kwh, departure_s, taken)
             return taken
@@ -143,9 +142,8 @@ class Twin:
 
 def _step_numba(t_s: float, dt_s: float, p: TwinParams, x: StepInputs, setpoint: np.ndarray,
                 s: TwinState) -> None:
-    from twin.kernels import step_fleet
-
-    step_fleet(
+    assert kernels is not None
+    kernels.step_fleet(
         float(t_s), float(dt_s),
         p.site_start, p.import_limit_kw, p.export_limit_kw, p.type_start, p.type_count,
         p.pv_table, p.battery_table, p.ev_max_c_kw, p.ev_conn, p.load_table,

@@ -177,7 +177,66 @@ class Telemetry:
             self.stale_changed_s[changed] = now_s
             return FlagChange(changed, stale[changed], now_s)
 
+    # -- fleet changes ---------------------------------------------------------
+    def resize(self, fleet: Fleet) -> None:
+        """Take a new fleet: each device keeps its row's values, time stamps and flags by
+        id, a new device starts empty (NaN, unknown status), a deleted one is dropped;
+        each site keeps its gateway status by id.
+
+        Writers must be held back meanwhile (the MQTT ingest's ``paused()``), since
+        their decoder's rows refer to the old fleet.
+        """
+        with self.lock:
+            old = self.fleet
+            old_row = old.device_row
+            pairs = [(new, old_row[d]) for new, d in enumerate(fleet.device_id.tolist())
+                     if d in old_row]
+            new_rows = np.array([p[0] for p in pairs], dtype=np.int64)
+            old_rows = np.array([p[1] for p in pairs], dtype=np.int64)
+            n = fleet.n_devices
+
+            def carry(arr: np.ndarray, fill: float | int) -> np.ndarray:
+                out = np.full((n, *arr.shape[1:]), fill, dtype=arr.dtype)
+                out[new_rows] = arr[old_rows]
+                return out
+
+            self.value = carry(self.value, np.nan)
+            self.ts_s = carry(self.ts_s, np.nan)
+            self.last_seen_s = carry(self.last_seen_s, np.nan)
+            interval = self.expected_interval_s
+            default = float(np.median(interval)) if len(interval) else 1.0
+            self.expected_interval_s = carry(interval, default)
+            self.reported_online = carry(self.reported_online, UNKNOWN)
+            self.online = carry(self.online, False)
+            self.online_changed_s = carry(self.online_changed_s, np.nan)
+            self.stale = carry(self.stale, False)
+            self.stale_changed_s = carry(self.stale_changed_s, np.nan)
+            site_pairs = [(new, old.site_row[sid]) for new, sid in
+                          enumerate(fleet.site_id.tolist()) if sid in old.site_row]
+            online = np.full(fleet.n_sites, UNKNOWN, dtype=np.int8)
+            changed = np.full(fleet.n_sites, np.nan)
+            if site_pairs:
+                ns, os_ = (np.array(x, dtype=np.int64) for x in zip(*site_pairs, strict=True))
+                online[ns] = self.site_online[os_]
+                changed[ns] = self.site_online_changed_s[os_]
+            self.site_online, self.site_online_changed_s = online, changed
+            self.fleet = fleet
+
     # -- reads ---------------------------------------------------------------
+    def device_state(self, device_id: str) -> dict[str, object] | None:
+        """One device's live state: its finite metric values, newest time stamp [Unix s],
+        online and stale flags; None for a device not in the fleet."""
+        with self.lock:
+            row = self.fleet.device_row.get(device_id)
+            if row is None:
+                return None
+            vals = dict(zip(self.metrics, self.value[row].tolist(), strict=True))
+            seen = float(self.last_seen_s[row])
+            online, stale = bool(self.online[row]), bool(self.stale[row])
+        return {"values": {k: v for k, v in vals.items() if np.isfinite(v)},
+                "last_seen_s": seen if np.isfinite(seen) else None,
+                "online": online, "stale": stale}
+
     def get(self, device_id: str, metric: str) -> tuple[float, float]:
         """``(value, ts_s)`` of one device metric; NaNs when never received."""
         row = self.fleet.device_row[device_id]

@@ -190,6 +190,20 @@ def supersede(s: Session, ids: list[int], t_s: float, reason: str) -> None:
             _move(c, "superseded", t_s, reason)
 
 
+def cancel_device_commands(s: Session, device_ids: list[str], t_s: float, reason: str
+                           ) -> list[dict[str, Any]]:
+    """Cancel the scheduled and pending commands of these devices (they were deleted);
+    returns the cancelled records. Commands already handed to the publisher run their
+    course there."""
+    if not device_ids:
+        return []
+    rows = s.scalars(select(Command).where(Command.device_id.in_(device_ids),
+                                           Command.status.in_(PRE_STATES))).all()
+    for c in rows:
+        _move(c, "cancelled", t_s, reason)
+    return [command_record(c) for c in rows]
+
+
 def cancel_plan_commands(s: Session, plan_id: str, t_s: float) -> int:
     rows = s.scalars(select(Command).where(Command.plan_id == plan_id,
                                            Command.status.in_(PRE_STATES))).all()

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -126,8 +128,6 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the database schema up to the newest migration (Alembic ``upgrade head``)."""
-    from alembic import command
-    from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from adapters.registry.db import RegistryError
-from adapters.registry.models import Device, Feeder, Site
+from adapters.registry.models import Device, Feeder, FleetState, Site
 from twin.fleet import DEVICE_TYPES, Fleet
 
 DEVICE_STATUSES: tuple[str, ...] = ("active", "inactive", "maintenance", "offline")
@@ -42,10 +42,28 @@ def _device_params(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in rec.items() if k not in skip}
 
 
+def fleet_version(s: Session) -> int:
+    """The fleet's version: 0 before the first change, then raised by every change."""
+    row = s.get(FleetState, 1)
+    return 0 if row is None else int(row.version)
+
+
+def bump_fleet_version(s: Session, t_s: float) -> int:
+    """Raise the fleet's version (in the transaction of the change); returns the new one."""
+    row = s.get(FleetState, 1, with_for_update=True)
+    if row is None:
+        row = FleetState(id=1, version=0, changed_s=t_s)
+        s.add(row)
+    row.version += 1
+    row.changed_s = t_s
+    s.flush()
+    return int(row.version)
+
+
 def import_fleet(s: Session, fleet: Fleet) -> int:
     """Store every feeder, site and device of ``fleet`` (existing ids are replaced).
 
-    Returns the number of devices stored.
+    Returns the number of devices stored. The caller raises the fleet's version.
     """
     recs = fleet.to_records()
     for f in recs["feeders"]:
@@ -173,6 +191,11 @@ def list_devices(s: Session, *, site_id: str | None = None, type: str | None = N
         rows = [r for r in rows if tag in (r.tags or [])]
     total = len(rows)
     return [device_record(r) for r in rows[offset:offset + limit]], total
+
+
+def device_ids(s: Session) -> set[str]:
+    """The ids of every device in the registry."""
+    return set(s.scalars(select(Device.id)))
 
 
 def count_devices(s: Session) -> int:

@@ -77,6 +77,16 @@ class Device(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
+class FleetState(Base):
+    """One row: the fleet's version, raised by every change to sites, feeders or devices, so
+    every process (the leader, replicas, ingest workers) sees that it must reload."""
+
+    __tablename__ = "fleet_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    changed_s: Mapped[float] = mapped_column(Float)
+
+
 class Plan(Base):
     __tablename__ = "plans"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,41 +1,48 @@
 """Alerts in the live service: observe the twin's telemetry, evaluate, persist, push, mail.
 
-:class:`LiveAlerts` is made by :class:`api.live.service.LiveService` and runs one
-evaluation every ``alert_eval_s``: it reads a consistent copy of the
+:class:`AlertLoop` is one part of the live runtime (:mod:`api.live.runtime`) and runs
+one evaluation every ``alert_eval_s``: it reads a consistent copy of the
 telemetry arrays, the setpoints the devices applied (from the registry's
 command records), the enabled alert rules (so rule changes take effect on
 the next pass, without a restart), runs :class:`~api.alerts.watch.FleetWatch`
 and hands the conditions to the :class:`~api.alerts.manager.AlertManager`.
 Command rejections, expiries and failures, and plans that fell back, arrive as
-events through :meth:`LiveAlerts.on_command` and :meth:`LiveAlerts.on_plan`;
-gateway status messages through :meth:`LiveAlerts.on_gateway`, which opens or
+events through :meth:`AlertLoop.on_command` and :meth:`AlertLoop.on_plan`;
+gateway status messages through :meth:`AlertLoop.on_gateway`, which opens or
 clears the site's ``gateway_offline`` alert at once (the periodic pass keeps it
-in line with the twin's ``site_online`` flags, also after a restart).
+in line with the twin's ``site_online`` flags, also after a restart). A fleet
+change reaches it through :meth:`AlertLoop.set_fleet`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
 
+from adapters.registry import Registry
 from adapters.registry import alerts as alert_repo
+from adapters.registry import audit as audit_repo
 from adapters.registry.models import Command
 from api.alerts.email import EmailNotifier
 from api.alerts.manager import AlertManager, Condition
 from api.alerts.watch import FleetWatch, Observation, gateway_offline
+from api.settings import Settings
+from twin.fleet import Fleet
+from twin.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-COMMAND_TROUBLE: frozenset[str] = frozenset({"rejected", "expired", "failed"})
+COMMAND_TROUBLE: frozenset[str] = frozenset({"rejected", "expired"})
 
 
-def email_from_settings(settings: Any) -> EmailNotifier | None:
+def email_from_settings(settings: Settings) -> EmailNotifier | None:
     """The e-mail notifier the settings ask for (None without ``smtp_host``)."""
-    host = getattr(settings, "smtp_host", None)
+    host = settings.smtp_host
     if not host:
         return None
     to = [a.strip() for a in (settings.smtp_to or "").split(",") if a.strip()]
@@ -47,34 +54,60 @@ def email_from_settings(settings: Any) -> EmailNotifier | None:
                          starttls=settings.smtp_starttls)
 
 
-class LiveAlerts:
+class AlertLoop:
     """The live service's alerting.
 
     Parameters
     ----------
-    svc : LiveService
-        Gives the fleet, telemetry, registry, clock, settings and ``notify``.
+    fleet : Fleet
+        The fleet at start (:meth:`set_fleet` takes a new one).
+    telemetry : Telemetry
+        The twin's live arrays.
+    registry : Registry
+        Rules, alerts, applied commands.
+    notify : callable
+        ``notify(channel, message)`` for the WebSocket hub.
+    settings : Settings
+        ``alert_eval_s`` and the SMTP settings.
+    clock : callable
+        ``() -> Unix s``.
     """
 
-    def __init__(self, svc: Any):
-        self.svc = svc
-        self.watch = FleetWatch(svc.fleet)
-        self.manager = AlertManager(svc.registry, svc.notify, email_from_settings(svc.settings),
+    def __init__(self, fleet: Fleet, telemetry: Telemetry, registry: Registry,
+                 notify: Callable[[str, dict[str, Any]], None], settings: Settings,
+                 clock: Callable[[], float]):
+        self.fleet = fleet
+        self.telemetry = telemetry
+        self.registry = registry
+        self.notify = notify
+        self.settings = settings
+        self.clock = clock
+        self.watch = FleetWatch(fleet)
+        self.manager = AlertManager(registry, notify, email_from_settings(settings),
                                     clear_after_by_kind={"gateway_offline": 0.0})
-        # before any status message: a gateway alert open before a restart is continued
-        self.manager.load_open()
         self.evaluations = 0
+
+    def start(self) -> None:
+        """Reload the open alerts (before any status message: a gateway alert open before
+        a restart is continued)."""
+        self.manager.load_open()
+
+    def set_fleet(self, fleet: Fleet, version: int) -> None:
+        """Watch the devices of ``fleet`` from the next pass on (device windows are kept by
+        id where the watch keeps any)."""
+        self.fleet = fleet
+        self.watch = FleetWatch(fleet, self.watch.config)
 
     def applied_setpoints(self, now_s: float) -> np.ndarray:
         """The setpoint each device applied and still holds [kW] (NaN: none)."""
-        fleet = self.svc.fleet
+        fleet = self.fleet
         out = np.full(fleet.n_devices, np.nan)
         latest = (select(Command.device_id, func.max(Command.version).label("v"))
                   .where(Command.status == "applied", Command.valid_until_s > now_s)
                   .group_by(Command.device_id).subquery())
         q = select(Command.device_id, Command.value).join(
             latest, (Command.device_id == latest.c.device_id) & (Command.version == latest.c.v))
-        with self.svc.registry.session() as s:
+        with self.registry.session() as s:
             for device_id, value in s.execute(q):
                 row = fleet.device_row.get(device_id)
                 if row is not None:
@@ -82,7 +115,7 @@ class LiveAlerts:
         return out
 
     def observation(self, now_s: float) -> Observation:
-        tel = self.svc.telemetry
+        tel = self.telemetry
         tel.refresh_stale(now_s)
         snap = tel.snapshot()
         value = snap["value"]
@@ -96,8 +129,10 @@ class LiveAlerts:
 
     def evaluate(self, now_s: float | None = None) -> dict[str, list[dict[str, Any]]]:
         """One pass at ``now_s`` (default: the service's clock)."""
-        now = self.svc.clock() if now_s is None else now_s
-        with self.svc.registry.session() as s:
+        now = self.clock() if now_s is None else now_s
+        if self.telemetry.fleet is not self.fleet:
+            return {}  # a fleet change is under way: the next pass sees the new fleet
+        with self.registry.session() as s:
             rules = alert_repo.list_rules(s, enabled_only=True)
         conds = self.watch.observe(self.observation(now), rules)
         conds = [c for c in conds if c.kind != "gateway_offline"]
@@ -107,19 +142,28 @@ class LiveAlerts:
     def _gateway_conditions(self) -> list[Condition]:
         # read under the manager's pass: a status message handled since the observation
         # (on_gateway) is not undone by an older copy of the flags
-        with self.svc.telemetry.lock:
-            site_online = self.svc.telemetry.site_online.copy()
+        with self.telemetry.lock:
+            site_online = self.telemetry.site_online.copy()
         return self.watch.gateway_conditions(site_online)
 
     async def run(self) -> None:
         """Evaluate every ``alert_eval_s`` until cancelled."""
-        period = float(getattr(self.svc.settings, "alert_eval_s", 5.0))
+        period = self.settings.alert_eval_s
         while True:
             await asyncio.sleep(period)
             try:
                 await asyncio.to_thread(self.evaluate)
             except Exception:
                 log.exception("alert evaluation failed; continuing")
+
+    def acknowledge(self, alert_id: int, user: str) -> dict[str, Any]:
+        """An operator acknowledges an alert (audited, announced as ``acknowledged``)."""
+        now = self.clock()
+        with self.registry.session() as s:
+            rec = alert_repo.ack_alert(s, alert_id, user, now)
+            audit_repo.record(s, now, user, "alert.ack", f"alert:{alert_id}")
+        self.notify("alerts", {"event": "acknowledged", "alert": rec})
+        return rec
 
     # -- events -----------------------------------------------------------------------
     def on_command(self, rec: dict[str, Any]) -> None:
@@ -129,7 +173,7 @@ class LiveAlerts:
         if not device:
             return
         key = f"command:device:{device}"
-        now = self.svc.clock()
+        now = self.clock()
         status = rec.get("status")
         try:
             if status in COMMAND_TROUBLE:
@@ -147,8 +191,8 @@ class LiveAlerts:
         """Gateway status messages (its ``online``, or its Will's ``offline``): open the
         site's ``gateway_offline`` alert at once, or clear it at once when the gateway is
         back (a gateway that flaps is damped by the manager)."""
-        now = self.svc.clock()
-        site_ids = self.svc.fleet.site_id
+        now = self.clock()
+        site_ids = self.fleet.site_id
         conds, keys = [], []
         for row, on in zip(np.asarray(site_rows).tolist(), np.asarray(online).tolist(),
                            strict=True):
@@ -164,7 +208,7 @@ class LiveAlerts:
     def on_plan(self, plan: dict[str, Any]) -> None:
         """A plan was computed: a fallback (or partial fallback) plan opens an alert,
         an optimal one clears it."""
-        now = self.svc.clock()
+        now = self.clock()
         status = str(plan.get("solver_status", ""))
         key = "optimizer_fallback:fleet"
         if status in ("fallback", "time_limit"):

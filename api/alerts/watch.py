@@ -26,6 +26,7 @@ import numpy as np
 
 from api.alerts import detectors as det
 from api.alerts.manager import Condition
+from optimizer.forecast import clear_sky_pv_forecast
 from twin.fleet import BATTERY, DEVICE_TYPES, PV, Fleet
 
 ANOMALY_KINDS: tuple[str, ...] = ("setpoint_deviation", "pv_shortfall", "meter_frozen",
@@ -115,8 +116,6 @@ class FleetWatch:
     # -- expected outputs -----------------------------------------------------------
     def clear_sky_pv_kw(self, t_s: float) -> np.ndarray:
         """Clear-sky PV output per device row at ``t_s`` [kW] (NaN off PV)."""
-        from optimizer.forecast import clear_sky_pv_forecast
-
         _, dev = clear_sky_pv_forecast(self.fleet, np.array([t_s]))
         return np.where(self.is_pv, dev[0], np.nan)
 

@@ -1,5 +1,5 @@
-"""The ``ecogrid`` command line: :func:`main` assembles the sub-commands (:mod:`api.cli.main.main`)."""
+"""The ``ecogrid`` command line: :func:`main` assembles the sub-commands (:mod:`api.cli.main`)."""
 
-from api.cli.main.main import main
+from api.cli.main import main
 
 __all__ = ["main"]

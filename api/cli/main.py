@@ -1,26 +1,25 @@
 """The ``ecogrid`` command line.
 
 Each package contributes its own sub-commands through a module with a
-``register(subparsers)`` function (listed in ``_COMMAND_MODULES``); this
-module only assembles them and runs the chosen one.
+``register(subparsers)`` function (listed in :data:`COMMANDS`); this module
+only assembles them and runs the chosen one.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+
+from adapters import cli as adapters_cli
+from api.cli import demo, ingest, report, serve, users
+from scenarios import cli as scenarios_cli
 
 # Modules that add sub-commands; each defines register(subparsers).
-_COMMAND_MODULES: tuple[str, ...] = (
-    "api.cli.demo",
-    "api.cli.serve",
-    "adapters.cli",
-    "scenarios.cli",
-    "api.cli.report",
-)
+COMMANDS: tuple[ModuleType, ...] = (demo, serve, users, adapters_cli, ingest, scenarios_cli,
+                                    report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING",
                         help="logging level (DEBUG, INFO, WARNING, ERROR)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part of the CLI is not built (yet)
-                continue
-            raise
+    for module in COMMANDS:
         module.register(subparsers)
     return parser
 

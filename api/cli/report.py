@@ -1,5 +1,5 @@
 """``ecogrid report``: the analytics report of a period, from the registry's fleet and the
-telemetry history.
+one telemetry store (``ECOGRID_HISTORY_URL``).
 
     ecogrid report --period 2026-11 --format html [--out FILE] [--config FILE]
     ecogrid report --period 2026-W48 --format pdf --data-dir ./data
@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+
+from adapters.history import History, HistoryError
+from adapters.registry import RegistryError, open_registry
+from adapters.registry import fleet as fleet_repo
+from api.analytics import reports
+from api.analytics.energy import AnalyticsError
+from api.analytics.market import service_market
+from api.settings import load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,16 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adapters.registry import RegistryError, open_registry
-    from adapters.registry import fleet as fleet_repo
-    from api import reports as rp
-    from api.analytics import AnalyticsError
-    from api.settings import load_settings
-
     try:
         overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
         settings = load_settings(args.config, **overrides)
-        rp.parse_period(args.period)
+        reports.parse_period(args.period)
         registry = open_registry(settings.registry_url())
         try:
             with registry.session() as s:
@@ -48,17 +51,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: the registry at {settings.registry_url()} holds no fleet yet",
                   file=sys.stderr)
             return 2
-        rep = rp.build_report(fleet, settings.history_dir(), args.period,
-                              rp.tariff_from_settings(settings),
-                              max_gap_s=3 * settings.history_flush_s)
-        body = rp.render(rep, args.format)
-    except (ValueError, RegistryError, AnalyticsError) as exc:
+        history = History(settings.history_root(), raw_days=settings.history_raw_days)
+        rep = reports.build_report(history, fleet, args.period,
+                                   service_market(settings).tariff, now_s=time.time(),
+                                   raw_step_s=settings.history_flush_s,
+                                   raw_days=settings.history_raw_days)
+        body = reports.render(rep, args.format)
+    except (ValueError, RegistryError, AnalyticsError, HistoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else (settings.report_dir or settings.data_dir / "reports"
                                            ) / f"report-{args.period}.{args.format}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(body)
-    print(f"wrote {out} ({rep.snapshots} snapshots, generation "
+    print(f"wrote {out} (telemetry at {rep.resolution_s:g} s resolution, generation "
           f"{rep.totals['generation_kwh']:,.1f} kWh)")
     return 0

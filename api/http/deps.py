@@ -1,4 +1,5 @@
-"""Request dependencies: the live service and the authenticated user with a role check.
+"""Request dependencies: the live runtime, one of its parts, and the authenticated user with
+a role check.
 
 The dependencies are ``async def``: they do no I/O (token checks are CPU work
 on the token alone), so they run on the event loop instead of costing a
@@ -13,13 +14,14 @@ import base64
 import binascii
 import json
 from collections import OrderedDict
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 from fastapi.security import OAuth2PasswordBearer
 
 from api.accounts import Accounts, AuthError, Principal
-from api.live.service import LiveService
+from api.live.runtime import Runtime
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -69,12 +71,26 @@ def _expiry_s(token: str) -> float | None:
         return None
 
 
-async def service(request: Request) -> LiveService:
-    """The app's live service (made in the lifespan)."""
-    return request.app.state.service
+async def runtime(request: Request) -> Runtime:
+    """The app's live runtime (opened in the lifespan)."""
+    return request.app.state.runtime
 
 
-Service = Annotated[LiveService, Depends(service)]
+def part(name: str) -> Callable[[Request], Coroutine[Any, Any, Any]]:
+    """Dependency: the runtime's part ``name`` (503 naming it when this role runs none)."""
+
+    async def get(request: Request) -> Any:
+        return request.app.state.runtime.part(name)
+
+    return get
+
+
+def socket_runtime(ws: WebSocket) -> Runtime:
+    """The runtime of a WebSocket connection."""
+    return ws.app.state.runtime
+
+
+Live = Annotated[Runtime, Depends(runtime)]
 
 
 async def principal(request: Request,
@@ -83,11 +99,11 @@ async def principal(request: Request,
     if not token:
         raise AuthError("not authenticated: send 'Authorization: Bearer <access token>'")
     state = request.app.state
-    svc: LiveService = state.service
+    rt: Runtime = state.runtime
     cache: TokenCache | None = getattr(state, "token_cache", None)
     if cache is None:
         cache = state.token_cache = TokenCache()
-    return cache.authenticate(svc.accounts, token, svc.clock())
+    return cache.authenticate(rt.accounts, token, rt.clock())
 
 
 def require(role: str):  # type: ignore[no-untyped-def]

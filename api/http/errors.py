@@ -19,10 +19,11 @@ from adapters.registry import RegistryError
 from adapters.registry.commands import CommandStateError
 from adapters.registry.plans import PlanStateError
 from api.accounts import AuthError, RateLimited
-from api.history import HistoryError
+from adapters.history import HistoryError, UnknownDeviceError
+from adapters.storage import StorageError
+from api.analytics.market import MarketError
 from api.live.approvals import SetpointError
-from api.live.planning import PlannerUnavailable
-from api.live.service import ServiceUnavailable
+from api.live.types import ServiceUnavailable
 from twin.fleet import FleetError
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,15 @@ def install(app: FastAPI) -> None:
     async def _fleet(request: Request, exc: FleetError) -> JSONResponse:
         return error(400, str(exc))
 
+    @app.exception_handler(UnknownDeviceError)
+    async def _unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:
+        return error(404, str(exc))
+
     @app.exception_handler(HistoryError)
-    async def _history(request: Request, exc: HistoryError) -> JSONResponse:
-        return error(404 if str(exc).startswith("no history") else 400, str(exc))
+    @app.exception_handler(StorageError)
+    @app.exception_handler(MarketError)
+    async def _history(request: Request, exc: ValueError) -> JSONResponse:
+        return error(400, str(exc))
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
@@ -93,9 +100,7 @@ def install(app: FastAPI) -> None:
         return error(400, str(exc))
 
     @app.exception_handler(ServiceUnavailable)
-    @app.exception_handler(PlannerUnavailable)
-    async def _unavailable(request: Request,
-                           exc: ServiceUnavailable | PlannerUnavailable) -> JSONResponse:
+    async def _unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
         return error(503, str(exc))
 
     @app.exception_handler(Exception)

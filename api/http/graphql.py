@@ -39,9 +39,9 @@ from strawberry.types import Info
 
 from adapters.registry import alerts as alert_repo
 from adapters.registry import plans as plan_repo
-from api import analytics as an
-from api import reports as rp
 from api.accounts import AuthError, Principal
+from api.analytics import energy
+from api.live.runtime import Runtime
 from twin.fleet import DEVICE_TYPES
 
 MAX_DEPTH = 6
@@ -71,11 +71,11 @@ class Device:
     soc: float | None
 
 
-def _device(svc: Any, row: int) -> Device:
-    f = svc.fleet
+def _device(rt: Runtime, row: int) -> Device:
+    f = rt.fleet.fleet
     d = str(f.device_id[row])
-    st = svc.device_state(d)
-    vals = st.get("values", {})
+    st = rt.telemetry.device_state(d) or {}
+    vals: dict[str, float] = st.get("values", {})  # type: ignore[assignment]
     return Device(id=d, site_id=str(f.site_id[f.device_site[row]]),
                   type=DEVICE_TYPES[int(f.device_type[row])], online=st.get("online", False),
                   stale=st.get("stale", False), p_kw=vals.get("p_kw"), soc=vals.get("soc"))
@@ -93,10 +93,10 @@ class Site:
 
     @strawberry.field(description="Devices of the site")
     def devices(self, info: Info, limit: int = 100) -> list[Device]:
-        svc = info.context["svc"]
-        f = svc.fleet
+        rt: Runtime = info.context["rt"]
+        f = rt.fleet.fleet
         rows = range(int(f.site_start[self.row]), int(f.site_stop[self.row]))
-        return [_device(svc, r) for r in list(rows)[:_limit(limit)]]
+        return [_device(rt, r) for r in list(rows)[:_limit(limit)]]
 
 
 @strawberry.type
@@ -143,7 +143,7 @@ class Alert:
 class Query:
     @strawberry.field(description="Sites of the fleet")
     def sites(self, info: Info, limit: int = 100, offset: int = 0) -> list[Site]:
-        f = info.context["svc"].fleet
+        f = info.context["rt"].fleet.fleet
         rows = range(max(0, offset), min(f.n_sites, max(0, offset) + _limit(limit)))
         return [Site(id=str(f.site_id[r]), name=str(f.site_name[r]), lat_deg=float(f.lat_deg[r]),
                      lon_deg=float(f.lon_deg[r]), import_limit_kw=float(f.import_limit_kw[r]),
@@ -152,8 +152,8 @@ class Query:
     @strawberry.field(description="Devices, optionally of one site and type")
     def devices(self, info: Info, site_id: str | None = None, type: str | None = None,
                 limit: int = 100) -> list[Device]:
-        svc = info.context["svc"]
-        f = svc.fleet
+        rt: Runtime = info.context["rt"]
+        f = rt.fleet.fleet
         if site_id is not None and site_id not in f.site_row:
             raise ValueError(f"no site {site_id!r}")
         if type is not None and type not in DEVICE_TYPES:
@@ -164,7 +164,7 @@ class Query:
                 continue
             if type is not None and DEVICE_TYPES[int(f.device_type[r])] != type:
                 continue
-            out.append(_device(svc, r))
+            out.append(_device(rt, r))
             if len(out) >= _limit(limit):
                 break
         return out
@@ -173,28 +173,29 @@ class Query:
     def energy(self, info: Info, start_s: float, end_s: float, every: str = "day",
                site_id: str | None = None, per_site: bool = False, limit: int = 1000
                ) -> list[EnergyRow]:
-        svc = info.context["svc"]
+        rt: Runtime = info.context["rt"]
         if not end_s > start_s or end_s - start_s > 400 * 86400:
             raise ValueError("the range must be positive and at most 400 days")
-        t, p, _ = an.read_history(svc.settings.history_dir(), start_s, end_s)
-        df = an.aggregate(svc.fleet, t, p, rp.tariff_from_settings(svc.settings), every=every,
-                          scope="site" if per_site else "fleet", site_id=site_id,
-                          max_gap_s=3 * svc.settings.history_flush_s)
+        df, _ = energy.energy_table(rt.history, rt.fleet.fleet, start_s, end_s,
+                                    rt.market.tariff, now_s=rt.clock(), every=every,
+                                    scope="site" if per_site else "fleet", site_id=site_id,
+                                    raw_step_s=rt.settings.history_flush_s,
+                                    raw_days=rt.settings.history_raw_days)
         return [EnergyRow(site_id=r.get("site_id"), **{k: v for k, v in r.items()
                                                        if k != "site_id"})  # type: ignore[arg-type]
-                for r in an.records(df)[:_limit(limit)]]
+                for r in energy.records(df)[:_limit(limit)]]
 
     @strawberry.field(description="Plans, newest first")
     def plans(self, info: Info, status: str | None = None, limit: int = 50) -> list[Plan]:
-        recs = info.context["svc"].query(plan_repo.list_plans, status, _limit(limit))
+        recs = info.context["rt"].query(plan_repo.list_plans, status, _limit(limit))
         return [Plan(**{k: r[k] for k in ("id", "created_s", "status", "solver_status",
                                           "start_s", "step_s", "n_steps")}) for r in recs]
 
     @strawberry.field(description="Alerts with their life cycle, newest first")
     def alerts(self, info: Info, open_only: bool = False, kind: str | None = None,
                limit: int = 200) -> list[Alert]:
-        recs = info.context["svc"].query(alert_repo.list_alert_states, open_only=open_only,
-                                         kind=kind, limit=_limit(limit))
+        recs = info.context["rt"].query(alert_repo.list_alert_states, open_only=open_only,
+                                        kind=kind, limit=_limit(limit))
         keys = Alert.__annotations__.keys()
         return [Alert(**{k: r[k] for k in keys}) for r in recs]
 
@@ -252,21 +253,21 @@ def make_schema() -> strawberry.Schema:
 
 
 async def context(request: HTTPConnection) -> dict[str, Any]:
-    """Request context: the live service and the signed-in viewer (401/403 otherwise).
+    """Request context: the live runtime and the signed-in viewer (401/403 otherwise).
 
     A WebSocket is refused here, before strawberry sees it: there are no subscriptions."""
     if request.scope["type"] == "websocket":
         raise WebSocketException(status.WS_1008_POLICY_VIOLATION,
                                  "GraphQL is served over HTTP only (no subscriptions)")
-    svc = request.app.state.service
+    rt: Runtime = request.app.state.runtime
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthError("not authenticated: send 'Authorization: Bearer <access token>'")
-    user: Principal = svc.accounts.authenticate(token, svc.clock())
+    user: Principal = rt.accounts.authenticate(token, rt.clock())
     if not user.has("viewer"):
         raise PermissionError(f"this needs the viewer role; you are {user.role}")
-    return {"svc": svc, "user": user, "request": request}
+    return {"rt": rt, "user": user, "request": request}
 
 
 class _Router(GraphQLRouter):

@@ -1,6 +1,6 @@
-"""The approval loop: plans in, versioned setpoints out, acknowledgements back.
+"""Approvals: plans in, versioned setpoints out, acknowledgements back.
 
-:class:`Dispatcher` owns the rules: a plan is approved or rejected only while
+:class:`Approvals` owns the rules: a plan is approved or rejected only while
 ``proposed``; approving supersedes any plan in force; a plan in force
 releases the setpoints of each step when the step starts (only values that
 changed, all of them at the first step); manual, group and scheduled
@@ -19,6 +19,7 @@ Time comes in as ``now_s``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -33,24 +34,24 @@ from adapters.registry import Registry, RegistryError
 from adapters.registry import audit as audit_repo
 from adapters.registry import commands as cmd_repo
 from adapters.registry import plans as plan_repo
-from adapters.registry.fleet import device_limits
+from adapters.registry import fleet as fleet_repo
 from api.live.logs import log_context
-from api.live.types import CommandLink
+from api.live.metrics import Metrics
+from api.live.types import Clock, CommandLink, Notify
 from twin.fleet import DEVICE_TYPES, Fleet
+from twin.limits import SETPOINT_KEY, record_setpoint_bounds_kw
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[[str, dict[str, Any]], None]
 IN_FORCE: tuple[str, ...] = ("approved", "dispatched")
 SEND_CHUNK = 256  # commands of a plan step handed to the link at a time
-_KIND_OF_TYPE = {"battery": "p_kw", "pv": "p_limit_kw", "ev_charger": "p_limit_kw"}
 
 
 class SetpointError(ValueError):
     """A setpoint refused before it goes out (unknown device, out of limits...)."""
 
 
-class Dispatcher:
+class Approvals:
     """Plan decisions and command dispatch for one fleet.
 
     Parameters
@@ -65,33 +66,69 @@ class Dispatcher:
         ``notify(channel, message)`` for the WebSocket hub.
     ack_timeout_s : float
         A sent command without an acknowledgement becomes ``failed`` after this [s].
+    valid_for_s : float
+        Validity of a manual setpoint [s].
+    clock : callable
+        ``() -> Unix s``, the time of calls that do not give ``now_s``.
+    metrics : Metrics, optional
+        Counts plans decided and commands sent.
     """
 
     def __init__(self, registry: Registry, fleet: Fleet, link: CommandLink | None,
-                 notify: Notify, ack_timeout_s: float = 30.0, valid_for_s: float = 900.0):
+                 notify: Notify, ack_timeout_s: float = 30.0, valid_for_s: float = 900.0, *,
+                 clock: Clock = time.time, metrics: Metrics | None = None):
         self.registry = registry
         self.link = link
         self.notify = notify
         self.ack_timeout_s = ack_timeout_s
         self.valid_for_s = valid_for_s
+        self.clock = clock
+        self.metrics = metrics
         self._lock = threading.RLock()
         self.set_fleet(fleet)
         self._sent_step: dict[str, int] = {}  # plan id -> last step released
         self._plan_cache: dict[str, dict[str, Any]] = {}
-        self.on_sent: Callable[[int], None] | None = None
         # Every plan step goes out inside this (the live service: telemetry decoding and
         # the garbage collector wait, so the step's commands get the CPU first).
         self.sending: Callable[[], contextlib.AbstractContextManager[Any]] = (
             contextlib.nullcontext)
 
     def set_fleet(self, fleet: Fleet) -> None:
-        self.fleet = fleet
-        self._site_of = {d: fleet.site_id[fleet.device_site[i]]
-                         for i, d in enumerate(fleet.device_id.tolist())}
-        self._records = {r["id"]: r for r in fleet.device_records()}
+        """Take the devices of ``fleet`` from now on (a deleted device gets no setpoint,
+        not even from a plan made before it went)."""
+        with self._lock:
+            self.fleet = fleet
+            self._site_of = {d: fleet.site_id[fleet.device_site[i]]
+                             for i, d in enumerate(fleet.device_id.tolist())}
+            self._records = {r["id"]: r for r in fleet.device_records()}
+
+    def _now(self, now_s: float | None) -> float:
+        return self.clock() if now_s is None else now_s
+
+    def _sent(self, n: int) -> None:
+        if self.metrics is not None and n:
+            self.metrics.commands_sent.inc(n)
+
+    def _decided(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.plans.labels(outcome).inc()
+
+    async def run(self, tick_s: float, plan_ttl_s: float) -> None:
+        """Every ``tick_s`` [s]: expire old plans, release plan steps, send due commands."""
+        while True:
+            await asyncio.sleep(tick_s)
+            try:
+                await asyncio.to_thread(self._tick_now, plan_ttl_s)
+            except Exception:
+                log.exception("dispatch tick failed; continuing")
+
+    def _tick_now(self, plan_ttl_s: float) -> None:
+        now = self.clock()
+        self.expire(now, plan_ttl_s)
+        self.tick(now)
 
     # -- plans ---------------------------------------------------------------------
-    def add_plan(self, plan: dict[str, Any], now_s: float) -> dict[str, Any]:
+    def add_plan(self, plan: dict[str, Any], now_s: float | None = None) -> dict[str, Any]:
         """Store a freshly computed plan as ``proposed``; older proposals are superseded."""
         with self._lock, self.registry.session() as s:
             for old in plan_repo.plans_in(s, ("proposed",), with_setpoints=False):
@@ -104,15 +141,16 @@ class Dispatcher:
         self.notify("plans", {"event": "proposed", "plan": _summary(rec)})
         return rec
 
-    def approve(self, plan_id: str, user: str, now_s: float) -> dict[str, Any]:
+    def approve(self, plan_id: str, user: str, now_s: float | None = None) -> dict[str, Any]:
         """Approve a proposed plan and release its current step's setpoints at once."""
         # Inside ``sending`` from the start: the approval's own transaction comes first too.
         with log_context(plan_id=plan_id), self.sending():
             t0 = time.perf_counter()
-            rec = self._approve(plan_id, user, now_s)
+            rec = self._approve(plan_id, user, self._now(now_s))
             log.info("plan approved by %s; its current step went out in %.0f ms", user,
                      (time.perf_counter() - t0) * 1000.0)
-            return rec
+        self._decided("approved")
+        return rec
 
     def _approve(self, plan_id: str, user: str, now_s: float) -> dict[str, Any]:
         with self._lock:
@@ -148,14 +186,16 @@ class Dispatcher:
                 self.dispatch_due(now_s)
         return rec
 
-    def reject(self, plan_id: str, user: str, now_s: float, reason: str | None = None
-               ) -> dict[str, Any]:
+    def reject(self, plan_id: str, user: str, now_s: float | None = None,
+               reason: str | None = None) -> dict[str, Any]:
+        now_s = self._now(now_s)
         with log_context(plan_id=plan_id), self._lock, self.registry.session() as s:
             rec = plan_repo.set_status(s, plan_id, "rejected", user=user, t_s=now_s,
                                        reason=reason)
             audit_repo.record(s, now_s, user, "plan.reject", f"plan:{plan_id}",
                               {"reason": reason} if reason else None)
         self.notify("plans", {"event": "rejected", "plan": rec})
+        self._decided("rejected")
         return rec
 
     def expire(self, now_s: float, ttl_s: float) -> None:
@@ -199,14 +239,17 @@ class Dispatcher:
         if last is not None and last >= k:
             return 0, 0
         items = []
+        site_of = self._site_of
         for kind, series in self._setpoints(plan["id"]).items():
             for device_id, values in series.items():
+                if device_id not in site_of:  # deleted from the fleet since the plan was made
+                    continue
                 v = values[k]
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
                 if last is not None and values[last] == v:
                     continue
-                items.append({"device_id": device_id, "site_id": self._site_of[device_id],
+                items.append({"device_id": device_id, "site_id": site_of[device_id],
                               "kind": kind, "value": v, "due_s": now_s,
                               "valid_until_s": plan["start_s"] + (k + 1) * plan["step_s"],
                               "source": "plan", "plan_id": plan["id"],
@@ -229,20 +272,18 @@ class Dispatcher:
         broker works on the first while the next are prepared. Returns the items not
         sent (all when the link cannot send new commands; from the chunk on that the
         link refused, which then went out in none of its commands)."""
-        send_new = getattr(self.link, "send_new", None)
-        if send_new is None:
+        if self.link is None:
             return items
         with self.sending():
             for start in range(0, len(items), SEND_CHUNK):
                 chunk = items[start:start + SEND_CHUNK]
                 try:
-                    send_new(chunk, now_s)
+                    self.link.send_new(chunk, now_s)
                 except (ValueError, ConnectionError) as exc:
                     log.info("%d commands of a plan step refused (%s); queueing them",
                              len(items) - start, exc)
                     return items[start:]
-                if self.on_sent is not None:
-                    self.on_sent(len(chunk))
+                self._sent(len(chunk))
         return []
 
     def _setpoints(self, plan_id: str) -> dict[str, Any]:
@@ -260,7 +301,7 @@ class Dispatcher:
         rec = self._records.get(device_id)
         if rec is None:
             raise SetpointError(f"no device {device_id!r}")
-        expected = _KIND_OF_TYPE.get(rec["type"])
+        expected = SETPOINT_KEY.get(rec["type"])
         if expected is None:
             raise SetpointError(f"device {device_id!r} is a {rec['type']} and takes no setpoint")
         if kind is not None and kind != expected:
@@ -268,19 +309,20 @@ class Dispatcher:
                                 f"not {kind!r}")
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise SetpointError(f"setpoint for {device_id!r} must be a finite number [kW]")
-        lo, hi = device_limits(rec)
+        lo, hi = record_setpoint_bounds_kw(rec)
         if not lo <= value <= hi:
             raise SetpointError(f"setpoint {value} kW for {device_id!r} is outside its limits "
                                 f"[{lo:g}, {hi:g}] kW")
         return expected
 
-    def send_setpoints(self, targets: list[tuple[str, float]], user: str, now_s: float,
-                       due_s: list[float] | None = None, source: str = "manual"
-                       ) -> list[dict[str, Any]]:
+    def send_setpoints(self, targets: list[tuple[str, float]], user: str,
+                       now_s: float | None = None, due_s: list[float] | None = None,
+                       source: str = "manual") -> list[dict[str, Any]]:
         """Queue manual setpoints ``(device_id, value [kW])``, at ``due_s`` (default now).
 
         Every target is checked first; one bad target refuses the whole request.
         """
+        now_s = self._now(now_s)
         if not targets:
             raise SetpointError("no device to send a setpoint to")
         problems, items = [], []
@@ -341,7 +383,35 @@ class Dispatcher:
             raise SetpointError("the group has no device")
         return ids
 
-    def cancel(self, command_id: int, user: str, now_s: float) -> dict[str, Any]:
+    def setpoint(self, device_id: str, value_kw: float, user: str,
+                 at_s: list[float] | None = None, values_kw: list[float] | None = None
+                 ) -> list[dict[str, Any]]:
+        """One manual setpoint now, one at a time, or a series (``at_s`` with
+        ``values_kw``) for one device."""
+        if values_kw is not None:
+            if at_s is None or len(at_s) != len(values_kw):
+                raise SetpointError("a series needs as many times (at_s) as values "
+                                    "(values_kw)")
+            return self.send_setpoints([(device_id, v) for v in values_kw], user, due_s=at_s)
+        return self.send_setpoints([(device_id, value_kw)], user, due_s=at_s)
+
+    def group_setpoint(self, selector: dict[str, Any], value_kw: float, user: str,
+                       at_s: float | None = None) -> list[dict[str, Any]]:
+        """The same setpoint to every device of a group (``site_id``, ``feeder_id``,
+        ``type``, ``tag``: all given must match), now or at ``at_s`` [Unix s]."""
+        tags = None
+        if selector.get("tag"):
+            with self.registry.session() as s:
+                page, _ = fleet_repo.list_devices(s, tag=selector["tag"], limit=10**9)
+            tags = {selector["tag"]: [d["id"] for d in page]}
+        ids = self.select_devices(**selector, tags=tags)
+        now = self.clock()
+        due = [at_s if at_s is not None else now] * len(ids)
+        return self.send_setpoints([(d, value_kw) for d in ids], user, now, due_s=due)
+
+    def cancel(self, command_id: int, user: str, now_s: float | None = None
+               ) -> dict[str, Any]:
+        now_s = self._now(now_s)
         with self._lock, self.registry.session() as s:
             rec = cmd_repo.cancel(s, command_id, now_s)
             audit_repo.record(s, now_s, user, "command.cancel", f"command:{command_id}")
@@ -349,8 +419,9 @@ class Dispatcher:
         return rec
 
     # -- the loop ------------------------------------------------------------------
-    def tick(self, now_s: float) -> int:
+    def tick(self, now_s: float | None = None) -> int:
         """Release plan steps, send due commands, fail overdue ones; returns commands sent."""
+        now_s = self._now(now_s)
         with self._lock:
             n = self.dispatch_due(now_s)  # first, so that a plan step released now wins
             sent, queued = self._release_plan_steps(now_s)
@@ -385,38 +456,14 @@ class Dispatcher:
                 if stale:
                     cmd_repo.supersede(s, [c["id"] for c in stale], now_s,
                                        "a newer setpoint for the device went out")
-            prepare = getattr(self.link, "prepare", None)
-            if prepare is not None:
-                prepare(out)
-            refused = _hand_out(self.link, out, now_s)
+            self.link.reserve([c["device_id"] for c in out])
+            refused = self.link.send_many(out, now_s)
             if refused:
                 with self.registry.session() as s:
                     for c, why in refused:
                         cmd_repo.refuse(s, c["id"], now_s, why)
-            if self.on_sent is not None:
-                self.on_sent(len(out) - len(refused))
+            self._sent(len(out) - len(refused))
             return len(out) - len(refused)
-
-
-def _hand_out(link: CommandLink, commands: list[dict[str, Any]], now_s: float
-              ) -> list[tuple[dict[str, Any], str]]:
-    """Give commands to the link, all in one batch when it has ``send_many``;
-    returns those it refused, each with the reason."""
-    send_many = getattr(link, "send_many", None)
-    if send_many is not None:
-        try:
-            send_many(commands, now_s)
-            return []
-        except (ValueError, ConnectionError) as exc:
-            # A batch is all or nothing: send one by one to find the refused ones.
-            log.info("batch of %d commands refused (%s); sending one by one", len(commands), exc)
-    refused = []
-    for c in commands:
-        try:
-            link.send(c, now_s)
-        except (ValueError, ConnectionError) as exc:
-            refused.append((c, str(exc)))
-    return refused
 
 
 def _summary(plan: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import orjson
 
 log = logging.getLogger(__name__)
 
-CHANNELS: tuple[str, ...] = ("telemetry", "kpis", "plans", "commands", "alerts")
+CHANNELS: tuple[str, ...] = ("telemetry", "kpis", "plans", "commands", "alerts", "fleet")
 LOSSY: frozenset[str] = frozenset({"telemetry", "kpis"})
 
 
@@ -115,7 +115,7 @@ class Hub:
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._outbox_lock = threading.Lock()
         # Sees every publish() (not telemetry), on the loop: the events relay (api.live.replica).
-        self.tap: Callable[[str, dict[str, Any]], None] | None = None
+        self.tap: Callable[[str, str], None] | None = None  # (channel, JSON text)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Remember the event loop that owns the hub (for :meth:`call_soon`)."""
@@ -233,12 +233,14 @@ class Hub:
 
     def publish(self, channel: str, message: dict[str, Any]) -> int:
         """Send ``message`` (a dict, ``type`` set to ``channel``) to every subscriber."""
-        if self.tap is not None:
-            self.tap(channel, message)
         subs = self._subs.get(channel)
-        if not subs:
+        if not subs and self.tap is None:
             return 0
         text = dumps({"type": channel, **message})
+        if self.tap is not None:
+            self.tap(channel, text)
+        if not subs:
+            return 0
         lossy = channel in LOSSY
         n = 0
         for c in list(subs):  # a client given up on leaves the set meanwhile

@@ -1,6 +1,8 @@
-"""Live fleet KPIs for the API: generation, CO2 avoided and revenue, today and to date.
+"""Live fleet KPIs: capacity, live generation and consumption, and the ledger of generation,
+CO2 avoided and revenue, today and to date.
 
-:class:`KpiLedger` is fed the site flows of each history snapshot
+:class:`LiveKpis` computes the figures of ``GET /kpis`` and the WebSocket ``kpis``
+channel every second. :class:`KpiLedger` is fed the site flows of each history snapshot
 (:func:`twin.kpis.device_flows`) and values them with a :class:`twin.kpis.Tariff`
 through :func:`twin.kpis.energy_value`, as the analytics do: each snapshot's
 flows hold until the next snapshot, for at most ``max_gap_s``; generation is
@@ -11,16 +13,27 @@ JSON file, so they survive a restart.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import logging
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from twin.kpis import Tariff, energy_value
+from adapters.registry import Registry
+from adapters.registry import commands as cmd_repo
+from api.live.hub import Hub
+from api.live.metrics import Metrics
+from api.live.types import Clock
+from twin.fleet import Fleet
+from twin.kpis import Tariff, device_flows, energy_value
+from twin.telemetry import Telemetry
+
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +118,118 @@ class KpiLedger:
     def figures(self) -> dict[str, Any]:
         return {"today": {k: round(v, 6) for k, v in self.today.items()},
                 "to_date": {k: round(v, 6) for k, v in self.total.items()}}
+
+
+class LiveKpis:
+    """The fleet KPIs of ``GET /kpis`` and the WebSocket ``kpis`` channel.
+
+    Every second it computes the figures (capacity, devices online, live generation
+    and consumption [MW] from :func:`twin.kpis.device_flows`, and the ledger's
+    today/to-date energy, CO2 avoided and revenue); every fifth time it pushes them
+    and updates the gauges. Every ``ledger_s`` it hands the twin's powers to the
+    ledger, valued at the service's tariff.
+
+    Parameters
+    ----------
+    fleet : callable
+        ``() -> Fleet``, the fleet in force.
+    telemetry : Telemetry
+        The twin's live arrays.
+    ledger : KpiLedger
+    hub : Hub
+    metrics : Metrics
+    registry : Registry
+        For the commands-by-state gauge.
+    clock : callable
+        ``() -> Unix s``.
+    first_values : callable
+        ``() -> monotonic s or None``: when the first telemetry arrived (figures from
+        before it are not served from the cache).
+    """
+
+    def __init__(self, fleet: Callable[[], Fleet], telemetry: Telemetry, ledger: KpiLedger,
+                 *, hub: Hub, metrics: Metrics, registry: Registry, clock: Clock,
+                 first_values: Callable[[], float | None]):
+        self.fleet = fleet
+        self.telemetry = telemetry
+        self.ledger = ledger
+        self.hub = hub
+        self.metrics = metrics
+        self.registry = registry
+        self.clock = clock
+        self.first_values = first_values
+        self._kpis: dict[str, Any] | None = None
+        self._kpis_mono_s = 0.0
+
+    def _flows(self, fleet: Fleet) -> dict[str, np.ndarray] | None:
+        p, _ = self.telemetry.column("p_kw")
+        if len(p) != fleet.n_devices:
+            return None  # a fleet change is under way
+        return device_flows(p, fleet.device_type, fleet.device_site, fleet.n_sites)
+
+    def kpis(self) -> dict[str, Any]:
+        """Fleet KPIs: sites, installed capacity [MW], live generation (PV) and consumption
+        (loads and EV charging) [MW], CO2 avoided [t] and revenue [EUR] today and to date."""
+        fleet = self.fleet()
+        flows = self._flows(fleet)
+        gen = 0.0 if flows is None else float(flows["generation_kw"].sum()) / 1000.0
+        use = 0.0 if flows is None else float(flows["consumption_kw"].sum()) / 1000.0
+        return {"t_s": self.clock(), "total_sites": fleet.n_sites,
+                "total_devices": fleet.n_devices,
+                "devices_online": int(self.telemetry.online.sum()),
+                "installed_capacity_mw": round(fleet.installed_capacity_kw() / 1000.0, 3),
+                "live_generation_mw": round(gen, 4), "live_consumption_mw": round(use, 4),
+                **self.ledger.figures()}
+
+    def refresh(self) -> dict[str, Any]:
+        """Compute the KPIs now and keep them for :meth:`cached`."""
+        t = time.monotonic()
+        kpis = self.kpis()
+        self._kpis, self._kpis_mono_s = kpis, t
+        return kpis
+
+    def cached(self, max_age_s: float = 1.5) -> dict[str, Any] | None:
+        """The KPIs of the last refresh, or None when they are older than ``max_age_s`` [s]
+        or from before the first telemetry arrived."""
+        kpis, t = self._kpis, self._kpis_mono_s
+        if kpis is None or time.monotonic() - t > max_age_s:
+            return None
+        first = self.first_values()
+        if first is not None and t < first:
+            return None
+        return kpis
+
+    def integrate(self) -> None:
+        """Hand the twin's current powers to the ledger (one snapshot) and keep it."""
+        flows = self._flows(self.fleet())
+        if flows is None:
+            return
+        self.ledger.add(self.clock(), flows)
+        self.ledger.save()
+
+    def _gauges(self) -> None:
+        self.metrics.ws_clients.set(len(self.hub.clients))
+        with self.registry.session() as s:
+            counts = cmd_repo.count_by_status(s)
+        for status in cmd_repo.COMMAND_STATUSES:
+            self.metrics.commands.labels(status).set(counts.get(status, 0))
+
+    async def run(self, ledger_s: float, refresh_s: float = 1.0, push_every: int = 5) -> None:
+        """Refresh every ``refresh_s`` (off the event loop), push and update the gauges
+        every ``push_every`` rounds, feed the ledger every ``ledger_s`` [s]."""
+        next_ledger = time.monotonic() + ledger_s
+        for i in itertools.count(1):
+            await asyncio.sleep(refresh_s)
+            try:
+                kpis = await asyncio.to_thread(self.refresh)
+                if i % push_every == 0:
+                    self.hub.publish("kpis", {"kpis": kpis})
+                    await asyncio.to_thread(self._gauges)
+                if time.monotonic() >= next_ledger:
+                    next_ledger += ledger_s
+                    await asyncio.to_thread(self.integrate)
+            except Exception:
+                log.exception("KPI refresh failed; continuing")
+
+    def close(self) -> None:
+        self.ledger.save()

@@ -199,51 +199,5 @@ def configure_logging(level: str | int = "INFO", json: bool = True,
     return handler
 
 
-_REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
-
-
-class RequestIdMiddleware:
-    """ASGI middleware: every HTTP request and WebSocket runs inside
-    ``log_context(request_id=...)``.
-
-    The id is the client's ``X-Request-ID`` header when it is a short token
-    (at most 64 characters of ``[A-Za-z0-9-_.:]``), otherwise a new random one;
-    HTTP responses carry it back in ``X-Request-ID``.
-
-        app.add_middleware(RequestIdMiddleware)
-    """
-
-    header = b"x-request-id"
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        request_id = None
-        for key, value in scope.get("headers", []):
-            if key == self.header:
-                text = value.decode("latin-1")
-                if 0 < len(text) <= 64 and set(text) <= _REQUEST_ID_OK:
-                    request_id = text
-                break
-        if request_id is None:
-            import secrets
-
-            request_id = secrets.token_hex(8)
-        raw = request_id.encode()
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k != self.header]
-                message = {**message, "headers": [*headers, (self.header, raw)]}
-            await send(message)
-
-        with log_context(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
-
-
-__all__ = ["CONTEXT_FIELDS", "JsonFormatter", "RequestIdMiddleware", "TextFormatter",
+__all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TextFormatter",
            "configure_logging", "current_context", "log_context", "parse_level"]

@@ -1,51 +1,55 @@
-"""The live planner: the optimizer over the twin's current state and a forecast.
+"""Planning in the live service: plans from the twin's state, a forecast and the market.
 
-:class:`OptimizerPlanner` implements :class:`api.live.types.Planner` with
-``optimizer.optimize``. The batteries' state of charge comes from live
-telemetry (devices that have not reported start at ``default_soc``).
+* :class:`OptimizerPlanner` implements :class:`api.live.types.Planner` with
+  ``optimizer.optimize``. The batteries' state of charge comes from live
+  telemetry (devices that have not reported start at ``default_soc``). The
+  forecast starts from ``optimizer.synthetic.synthetic_inputs`` (clear-sky PV
+  at each site, profile-shaped loads, EV sessions) and is corrected by the
+  recent telemetry handed in (``history_t_s``, ``history_p_kw`` in ``state``)
+  through :func:`optimizer.forecast.live_forecast`: PV is clear sky times a
+  clear-sky index from recent telemetry, the load blends the day-type profile
+  with the latest measurement, and EV sessions come from the arrival
+  statistics of recent charging sessions. Prices and carbon intensity are the
+  service's own (``import_price_eur_per_mwh``, ``export_price_eur_per_mwh``,
+  ``co2_kg_per_mwh`` in ``state``: :func:`api.analytics.service_tariff`), so the
+  live KPIs count with the same numbers the plan was made with.
+* :class:`HistoryWindow` keeps the recent 15-minute means of every device's
+  ``p_kw`` from the one telemetry store (:class:`adapters.history.History`),
+  reading only the buckets it has not seen.
+* :class:`PlanRequests` computes a plan on request or on the optimizer cadence
+  and hands it to the approvals as ``proposed``.
 
-The forecast starts from ``optimizer.synthetic.synthetic_inputs`` (clear-sky
-PV at each site, profile-shaped loads, a day-ahead-like price and carbon
-curve: the live service has no weather, market or carbon feed yet) and is
-corrected by the recent telemetry the service hands in (``history_t_s``,
-``history_p_kw`` in ``state``) through :func:`optimizer.forecast.live_forecast`:
-PV is clear sky times a clear-sky index from recent telemetry, the load blends
-the day-type profile with the latest measurement, and EV sessions come from the
-arrival statistics of recent charging sessions. :class:`HistoryWindow` keeps
-those recent 15-minute means from the zarr history (:class:`api.history.TelemetryHistory`),
-reading only the snapshots it has not seen.
-
-:class:`ProcessPlanner` runs an :class:`OptimizerPlanner` in one long-lived
-worker process. The model build and the solve take seconds at fleet scale and
-hold the GIL much of that time; in the service's own process they would stall
-the event loop and push REST and WebSocket latencies far past their target.
+The optimizer itself runs in a worker process (:mod:`api.live.optimizer_worker`).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
+import asyncio
 import logging
-import multiprocessing
-import os
-import pickle
-import signal
-import threading
-import traceback
-import weakref
-from dataclasses import dataclass, fields
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any, NoReturn
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from adapters.history import History, HistoryError
+from api.live.metrics import Metrics
+from api.live.types import Clock, Planner, ServiceUnavailable
+from api.settings import Settings
+from optimizer.dispatch import optimize
+from optimizer.forecast import live_forecast
 from optimizer.plan import jsonable
-from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
+from optimizer.synthetic import synthetic_inputs
+from optimizer.types import Forecast, OptimizerConfig
+from twin.fleet import BATTERY, Fleet
+from twin.limits import SETPOINT_KEY
+from twin.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-_KIND = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
+#: ``market(t_s) -> (import [EUR/MWh], export [EUR/MWh], co2 [kg/MWh])`` at each time.
+Market = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def plan_setpoints(fleet: Fleet, setpoints: np.ndarray, digits: int = 2
@@ -55,16 +59,17 @@ def plan_setpoints(fleet: Fleet, setpoints: np.ndarray, digits: int = 2
     Devices without any setpoint over the horizon are left out; values are
     rounded to ``digits`` decimals [kW].
     """
-    out: dict[str, dict[str, list[float | None]]] = {"p_kw": {}, "p_limit_kw": {}}
+    out: dict[str, dict[str, list[float | None]]] = {}
     has = np.isfinite(setpoints).any(axis=0)
     ids = fleet.device_id
     for row in np.flatnonzero(has).tolist():
-        kind = _KIND.get(int(fleet.device_type[row]))
+        kind = SETPOINT_KEY.get(int(fleet.device_type[row]))
         if kind is None:
             continue
         col = np.round(setpoints[:, row], digits)
-        out[kind][ids[row]] = [None if not np.isfinite(v) else float(v) for v in col]
-    return {k: v for k, v in out.items() if v}
+        out.setdefault(kind, {})[ids[row]] = [None if not np.isfinite(v) else float(v)
+                                              for v in col]
+    return out
 
 
 class OptimizerPlanner:
@@ -82,26 +87,34 @@ class OptimizerPlanner:
 
     def __init__(self, time_limit_s: float = 30.0, default_soc: float = 0.5,
                  min_history_s: float = 86400.0):
-        from optimizer.dispatch import optimize  # noqa: F401  (fail early when missing)
-
         self.time_limit_s = time_limit_s
         self.default_soc = default_soc
         self.min_history_s = min_history_s
-        self.last_forecast: Any = None
+        self.last_forecast: Forecast | None = None
 
     def forecast(self, fleet: Fleet, state: dict[str, np.ndarray], start_s: float,
-                 step_s: float, n_steps: int) -> Any:
+                 step_s: float, n_steps: int) -> Forecast:
         """The plan's forecast (:class:`optimizer.types.Forecast`) from ``start_s`` [Unix s].
 
         ``state`` may hold ``history_t_s`` (n_times,) [Unix s] and
         ``history_p_kw`` (n_times, n_devices) [kW]: recent device powers (e.g.
         15-minute means). With at least ``min_history_s`` of them the
         synthetic stand-in is corrected (:func:`optimizer.forecast.live_forecast`).
+        ``import_price_eur_per_mwh``, ``export_price_eur_per_mwh`` and
+        ``co2_kg_per_mwh`` (one value per step) replace the stand-in's market.
         """
-        from optimizer.forecast import live_forecast
-        from optimizer.synthetic import synthetic_inputs
-
         base = synthetic_inputs(fleet, n_steps=n_steps, t0_s=start_s, dt_s=step_s)
+        market = [state.get(k) for k in ("import_price_eur_per_mwh", "export_price_eur_per_mwh",
+                                         "co2_kg_per_mwh")]
+        if all(m is not None for m in market):
+            for name, m in zip(("import_price_eur_per_mwh", "export_price_eur_per_mwh",
+                                "co2_kg_per_mwh"), market, strict=True):
+                if np.shape(m) != (n_steps,):
+                    raise ValueError(f"{name} has shape {np.shape(m)}; expected ({n_steps},):"
+                                     " one value per plan step")
+            base.import_price_eur_per_mwh = np.asarray(market[0], dtype=np.float64)
+            base.feed_in_eur_per_mwh = np.asarray(market[1], dtype=np.float64)
+            base.co2_kg_per_mwh = np.asarray(market[2], dtype=np.float64)
         hist_t, hist_p = state.get("history_t_s"), state.get("history_p_kw")
         if hist_t is None or hist_p is None or len(hist_t) < 2:
             return base
@@ -115,9 +128,6 @@ class OptimizerPlanner:
 
     def plan(self, fleet: Fleet, state: dict[str, np.ndarray], start_s: float, step_s: float,
              n_steps: int) -> dict[str, Any]:
-        from optimizer.dispatch import optimize
-        from optimizer.types import OptimizerConfig
-
         soc = np.asarray(state["soc"], dtype=np.float64).copy()
         bat = fleet.device_type == BATTERY
         lo = np.nan_to_num(fleet.soc_min, nan=0.0)
@@ -137,469 +147,182 @@ class OptimizerPlanner:
                 "solver_time_s": float(plan.timings.get("total_s", 0.0))}
 
 
-def fleet_fingerprint(fleet: Fleet) -> str:
-    """A digest of every column of ``fleet``: equal digests mean the same fleet.
-
-    Hashes the bytes of the site, feeder and device columns (a few MB for
-    10,000 devices: milliseconds), so a fleet edited in place or replaced by an
-    equal copy is recognized as well as a new one.
-    """
-    h = hashlib.blake2b(digest_size=16)
-    for f in fields(fleet):
-        if not f.init:
-            continue
-        value = getattr(fleet, f.name)
-        items = sorted(value.items()) if isinstance(value, dict) else [("", value)]
-        for key, arr in items:
-            arr = np.asarray(arr)
-            h.update(f"{f.name}.{key}:{arr.dtype.str}:{arr.shape};".encode())
-            if arr.dtype.kind == "O":
-                h.update("\x1f".join(map(str, arr.tolist())).encode())
-            else:
-                h.update(np.ascontiguousarray(arr).view(np.uint8))
-    return h.hexdigest()
-
-
-class WorkerTraceback(Exception):
-    """The traceback of an exception raised in the worker process (its ``__cause__``)."""
-
-    def __str__(self) -> str:
-        return "\n\n(in the optimizer worker process)\n" + str(self.args[0] if self.args else "")
-
-
-class _RecordBuffer(logging.Handler):
-    """Keeps the worker's log records of one call, ready to pickle to the parent."""
-
-    def __init__(self, limit: int = 200):
-        super().__init__()
-        self.limit = limit
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if len(self.records) >= self.limit:
-            return
-        rec = copy.copy(record)
-        msg = record.getMessage()
-        if record.exc_info:
-            msg += "\n" + logging.Formatter().formatException(record.exc_info)
-        rec.msg, rec.args, rec.exc_info, rec.exc_text = msg, None, None, None
-        self.records.append(rec)
-
-    def take(self) -> list[logging.LogRecord]:
-        out, self.records = self.records, []
-        return out
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling, else a RuntimeError naming its type and message."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
-def _serve(conn: Connection, planner_kwargs: dict[str, Any], log_level: int,
-           nice: int = 0) -> None:
-    """The worker process: one :class:`OptimizerPlanner` and the last fleet sent.
-
-    Messages from the parent are ``("plan", fleet_key, fleet or None, state,
-    start_s, step_s, n_steps)`` and ``("stop",)``; replies are ``("ready", pid)``
-    once, then ``("ok", fleet_key, result, forecast, records)`` or ``("error",
-    fleet_key, exception, traceback, records)`` per plan, where ``fleet_key``
-    is the fingerprint of the fleet the worker holds. Ctrl-C is the parent's
-    business (SIGINT ignored); the worker ends on ``stop`` or when the parent's
-    end of the pipe closes. Its stdout goes to ``/dev/null`` (HiGHS writes its
-    banner there; the parent's console stays clean); its log records go to
-    the parent with each reply; stderr is inherited (fatal errors).
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if nice and hasattr(os, "nice"):
-        os.nice(nice)  # a plan is batch work: the service's own threads come first
-    devnull = os.open(os.devnull, os.O_WRONLY)  # HiGHS prints its banner on stdout
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    records = _RecordBuffer()
-    root = logging.getLogger()
-    root.handlers[:] = [records]
-    root.setLevel(log_level)
-    try:
-        planner = OptimizerPlanner(**planner_kwargs)
-    except BaseException as exc:
-        conn.send(("error", None, _portable(exc), traceback.format_exc(), records.take()))
-        return
-    conn.send(("ready", os.getpid()))
-    fleet: Fleet | None = None
-    fleet_key: str | None = None
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        except Exception as exc:  # a message that does not unpickle here
-            reply: tuple = ("error", fleet_key, _portable(exc), traceback.format_exc(),
-                            records.take())
-        else:
-            if msg[0] == "stop":
-                return
-            _, key, new_fleet, state, start_s, step_s, n_steps = msg
-            if new_fleet is not None:
-                fleet, fleet_key = new_fleet, key
-            try:
-                if fleet is None or key != fleet_key:
-                    raise RuntimeError("the optimizer worker holds no fleet for this plan")
-                result = planner.plan(fleet, state, start_s, step_s, n_steps)
-                reply = ("ok", fleet_key, result, planner.last_forecast, records.take())
-            except Exception as exc:
-                reply = ("error", fleet_key, _portable(exc), traceback.format_exc(),
-                         records.take())
-        try:
-            conn.send(reply)
-        except (OSError, EOFError):
-            return
-        except Exception as exc:  # a result that does not pickle
-            conn.send(("error", fleet_key, RuntimeError(f"the plan could not be sent back: "
-                       f"{type(exc).__name__}: {exc}"), traceback.format_exc(), []))
-
-
-@dataclass
-class _Worker:
-    process: BaseProcess
-    conn: Connection
-
-
-class _Slot:
-    """The planner's worker and the lock of its pipe (shared with the finalizer)."""
-
-    def __init__(self) -> None:
-        self.worker: _Worker | None = None
-        self.lock = threading.Lock()
-
-
-def _ended(code: int | None) -> str:
-    if code is None:
-        return "closed its connection"
-    if code < 0:
-        try:
-            return f"was killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _discard(w: _Worker) -> int | None:
-    """Stop ``w``'s process if it still runs, reap it, close the pipe; its exit code."""
-    proc = w.process
-    if proc.is_alive():
-        proc.kill()
-    proc.join(5.0)
-    w.conn.close()
-    return proc.exitcode
-
-
-def _shutdown(slot: _Slot, grace_s: float = 5.0) -> None:
-    """Stop the slot's worker: politely when idle, else (a plan in flight) at once."""
-    w, slot.worker = slot.worker, None
-    if w is None:
-        return
-    idle = slot.lock.acquire(blocking=False)
-    try:
-        proc = w.process
-        if idle and proc.is_alive():
-            try:
-                w.conn.send(("stop",))
-            except OSError:
-                pass
-            proc.join(grace_s)
-        for stop in (proc.terminate, proc.kill):
-            if proc.is_alive():
-                stop()
-                proc.join(2.0)
-        if idle:
-            w.conn.close()  # else the caller in flight closes it when it sees the EOF
-    finally:
-        if idle:
-            slot.lock.release()
-
-
-class PlannerUnavailable(RuntimeError):
-    """The optimizer worker could not answer this call: it died, hung (and was stopped),
-    or the planner is closed. The next call starts a new worker; HTTP 503."""
-
-
-class ProcessPlanner:
-    """:class:`OptimizerPlanner` in a worker process: the same plans, off the service's GIL.
-
-    The Pyomo/compiled model build and the HiGHS solve take seconds for a
-    fleet of 10,000 devices and hold the GIL much of that time. Run in the
-    service's process (even in a thread) they stall the event loop, and REST
-    and WebSocket latencies rise from milliseconds to hundreds of
-    milliseconds while a plan is computed. Here the optimizer runs in one
-    long-lived worker process (``spawn``: the service has threads); the
-    calling thread only waits on a pipe.
-
-    The worker keeps its :class:`OptimizerPlanner` and the fleet between
-    calls: the fleet is sent with the first plan and again only when its
-    :func:`fleet_fingerprint` changes (``fleet_sends`` counts the sends); the
-    ``state`` arrays go with every call. Results have the same format as
-    :meth:`OptimizerPlanner.plan`; the forecast used is kept in
-    ``last_forecast``; the worker's log records are re-logged here.
-
-    Failures:
-
-    * an exception raised by the optimizer (e.g. ValueError for a ``state``
-      of the wrong shape) is raised here with its own type and message, the
-      worker's traceback as its ``__cause__``;
-    * a worker found dead before a call (killed between plans) is replaced,
-      with a warning, and the call goes ahead;
-    * a worker that dies during a call, or does not answer within
-      ``timeout_s`` (it is then killed), makes that call raise
-      :class:`PlannerUnavailable` saying so; it is not retried (the same
-      input may kill the next worker too), and the next call starts a new
-      worker.
-
-    :meth:`close` stops the worker; it is also stopped when the planner is
-    garbage collected or the interpreter exits, so no process is left behind.
-    The worker ignores SIGINT (Ctrl-C reaches the whole process group; the
-    parent shuts the worker down).
-
-    Parameters
-    ----------
-    time_limit_s : float
-        Solver wall-clock limit [s].
-    default_soc : float
-        State of charge assumed for batteries without telemetry (0..1).
-    min_history_s : float
-        History needed before the telemetry corrects the forecast [s].
-    timeout_s : float, optional
-        Longest wait for one plan [s]; default ``2 * time_limit_s + 60``
-        (the time limit covers the solve only, not the model build).
-    start_timeout_s : float
-        Longest wait for a new worker to import the optimizer [s].
-    nice : int
-        Added to the worker's scheduling niceness (0..19, POSIX): on a busy
-        machine the service, its ingest and the devices get the CPU before a
-        plan does (a plan takes longer; the API does not wait for it).
-    """
-
-    def __init__(self, time_limit_s: float = 30.0, default_soc: float = 0.5,
-                 min_history_s: float = 86400.0, timeout_s: float | None = None,
-                 start_timeout_s: float = 120.0, nice: int = 10):
-        if not 0 <= nice <= 19:
-            raise ValueError(f"nice must be 0..19 (added to the worker's niceness), got {nice}")
-        self.nice = int(nice)
-        self.time_limit_s = time_limit_s
-        self.default_soc = default_soc
-        self.min_history_s = min_history_s
-        self.timeout_s = 2.0 * time_limit_s + 60.0 if timeout_s is None else float(timeout_s)
-        self.start_timeout_s = float(start_timeout_s)
-        self.last_forecast: Any = None
-        self.fleet_sends = 0  # fleets sent to a worker
-        self.worker_starts = 0  # worker processes started
-        self._ctx = multiprocessing.get_context("spawn")
-        self._slot = _Slot()
-        self._fleet_key: str | None = None  # fingerprint of the fleet the worker holds
-        self._closed = False
-        self._finalizer = weakref.finalize(self, _shutdown, self._slot)
-
-    @property
-    def worker_pid(self) -> int | None:
-        """Process id of the current worker (None before the first plan and after close)."""
-        w = self._slot.worker
-        return None if w is None else w.process.pid
-
-    def worker_alive(self) -> bool:
-        """True while the current worker process runs."""
-        w = self._slot.worker
-        return w is not None and w.process.is_alive()
-
-    def start(self) -> None:
-        """Start the worker now (the first :meth:`plan` does it otherwise)."""
-        with self._slot.lock:
-            self._ensure_worker()
-
-    def close(self) -> None:
-        """Stop the worker process; later plans raise PlannerUnavailable. Idempotent.
-
-        A plan in flight in another thread ends with PlannerUnavailable.
-        """
-        self._closed = True
-        self._finalizer()
-
-    def plan(self, fleet: Fleet, state: dict[str, np.ndarray], start_s: float, step_s: float,
-             n_steps: int) -> dict[str, Any]:
-        """The plan of :meth:`OptimizerPlanner.plan`, computed in the worker process.
-
-        Raises
-        ------
-        PlannerUnavailable
-            When the planner is closed, or the worker died or timed out
-            during this call (the next call starts a new worker).
-        Exception
-            Whatever the optimizer raised in the worker (same type and message).
-        """
-        key = fleet_fingerprint(fleet)
-        with self._slot.lock:
-            w = self._ensure_worker()
-            send = key != self._fleet_key
-            msg = ("plan", key, fleet if send else None, dict(state), float(start_s),
-                   float(step_s), int(n_steps))
-            try:
-                w.conn.send(msg)
-            except OSError as exc:
-                self._lost(w, "planning", exc)
-            if send:
-                self.fleet_sends += 1
-            reply = self._receive(w, self.timeout_s, "planning")
-        status, self._fleet_key = reply[0], reply[1]
-        _relog(reply[-1])
-        if status == "ok":
-            self.last_forecast = reply[3]
-            return reply[2]
-        raise reply[2] from WorkerTraceback(reply[3])
-
-    # -- the worker ---------------------------------------------------------------
-    def _ensure_worker(self) -> _Worker:
-        """The running worker; a new one when there is none or it died (lock held)."""
-        if self._closed:
-            raise PlannerUnavailable("this ProcessPlanner is closed")
-        w = self._slot.worker
-        if w is not None and w.process.is_alive():
-            return w
-        if w is not None:
-            self._slot.worker = None
-            pid, code = w.process.pid, _discard(w)
-            log.warning("the optimizer worker process (pid %s) %s since the last plan; "
-                        "starting a new one", pid, _ended(code))
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        kwargs = {"time_limit_s": self.time_limit_s, "default_soc": self.default_soc,
-                  "min_history_s": self.min_history_s}
-        proc = self._ctx.Process(target=_serve, name="ecogrid-optimizer", daemon=True,
-                                 args=(child_conn, kwargs, logging.getLogger().getEffectiveLevel(),
-                                       self.nice))
-        proc.start()
-        child_conn.close()  # the parent keeps one end: EOF when the worker dies
-        w = _Worker(proc, parent_conn)
-        self._slot.worker = w
-        self._fleet_key = None
-        self.worker_starts += 1
-        reply = self._receive(w, self.start_timeout_s, "starting")
-        if reply[0] != "ready":
-            self._slot.worker = None
-            _discard(w)
-            _relog(reply[-1])
-            raise reply[2] from WorkerTraceback(reply[3])
-        log.info("optimizer worker process started (pid %s)", proc.pid)
-        return w
-
-    def _receive(self, w: _Worker, timeout_s: float, doing: str) -> tuple:
-        """The worker's next reply, or PlannerUnavailable when it dies or times out."""
-        try:
-            ready = w.conn.poll(timeout_s)
-        except (OSError, EOFError) as exc:
-            self._lost(w, doing, exc)
-        if not ready:
-            pid = w.process.pid
-            self._forget(w)
-            raise PlannerUnavailable(f"the optimizer worker process (pid {pid}) did not answer "
-                                     f"within {timeout_s:g} s while {doing}; it was stopped "
-                                     "and the next call starts a new one")
-        try:
-            return w.conn.recv()
-        except (OSError, EOFError) as exc:
-            self._lost(w, doing, exc)
-
-    def _forget(self, w: _Worker) -> int | None:
-        if self._slot.worker is w:
-            self._slot.worker = None
-        self._fleet_key = None
-        return _discard(w)
-
-    def _lost(self, w: _Worker, doing: str, exc: BaseException) -> NoReturn:
-        pid = w.process.pid
-        code = self._forget(w)
-        if self._closed:
-            raise PlannerUnavailable(f"the ProcessPlanner was closed while {doing}") from None
-        raise PlannerUnavailable(f"the optimizer worker process (pid {pid}) {_ended(code)} "
-                                 f"while {doing}; the next call starts a new one") from exc
-
-
-def _relog(records: list[logging.LogRecord]) -> None:
-    """Hand the worker's log records to this process's loggers."""
-    for rec in records:
-        logging.getLogger(rec.name).handle(rec)
-
-
 class HistoryWindow:
-    """Recent device powers as ``every_s`` means, kept up to date from the zarr history.
+    """Recent device powers as ``every_s`` means, kept up to date from the telemetry store.
 
     Parameters
     ----------
     window_s : float
         How far back the window reaches [s].
     every_s : float
-        Length of the mean buckets [s].
-    max_rows : int
-        Most history snapshots read at once (bounds memory).
+        Length of the mean buckets [s] (a multiple of the store's 5-minute rollups).
 
-    The first :meth:`update` reads the whole window; later ones only the
-    snapshots appended since.
+    The first :meth:`update` reads the whole window; later ones only the buckets
+    from the last one read (which may have grown) on. Bucket means are kept as
+    float32 by device id, so a fleet edit keeps the history of the devices kept.
     """
 
-    def __init__(self, window_s: float = 14 * 86400.0, every_s: float = 900.0,
-                 max_rows: int = 360):
+    def __init__(self, window_s: float = 14 * 86400.0, every_s: float = 900.0):
         if not window_s > 0 or not every_s > 0:
             raise ValueError(f"window_s ({window_s}) and every_s ({every_s}) must be positive")
         self.window_s = float(window_s)
         self.every_s = float(every_s)
-        self.max_rows = int(max_rows)
-        self._read = 0  # history snapshots consumed
-        # per block read: bucket keys, sums and counts per device (time order)
-        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._t = np.zeros(0)  # bucket starts [Unix s]
+        self._p = np.zeros((0, 0), dtype=np.float32)  # (buckets, devices) means [kW]
+        self._ids: list[str] = []
+        self._col: dict[str, int] = {}
 
-    def update(self, history: Any, now_s: float) -> None:
-        """Read the snapshots added to ``history`` since the last call (up to ``now_s``)."""
-        with history._lock:  # the snapshot times held in memory, consistent with n
-            t_all = np.asarray(history._t, dtype=np.float64)
-        n = len(t_all)
-        start = max(self._read, int(np.searchsorted(t_all[:n], now_s - self.window_s)))
-        while start < n:
-            stop = min(n, start + self.max_rows)
-            t = t_all[start:stop]
-            p = np.asarray(history.group["p_kw"][start:stop], dtype=np.float64)
-            self._add(t, p)
-            start = stop
-        self._read = n
-        self._trim(now_s)
-        if len(self._blocks) > 1:
-            self._blocks = [self._merged()]
+    def update(self, history: History, now_s: float) -> None:
+        """Read the buckets of ``history`` from the last one held (or the window's start)
+        up to ``now_s`` [Unix s]."""
+        oldest = np.floor((now_s - self.window_s) / self.every_s) * self.every_s
+        start = float(self._t[-1]) if len(self._t) else oldest
+        start = max(start, oldest)
+        end = np.floor(now_s / self.every_s) * self.every_s + self.every_s
+        if not end > start:
+            return
+        try:
+            frame = history.read(start, end, "p_kw", every_s=self.every_s, now_s=now_s)
+        except HistoryError as exc:  # nothing stored yet, or no p_kw yet
+            log.debug("no history for the planner yet: %s", exc)
+            return
+        self._add(frame.t_s, frame.values, list(frame.device_ids))
+        keep = self._t >= oldest
+        self._t, self._p = self._t[keep], self._p[keep]
 
-    def _add(self, t: np.ndarray, p: np.ndarray) -> None:
-        b = np.floor(t / self.every_s).astype(np.int64)  # increasing with t
-        first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-        ok = np.isfinite(p)
-        self._blocks.append((
-            b[first], np.add.reduceat(np.where(ok, p, 0.0), first, axis=0).astype(np.float32),
-            np.add.reduceat(ok.astype(np.float32), first, axis=0)))
+    def _add(self, t_s: np.ndarray, values: np.ndarray, ids: list[str]) -> None:
+        for d in ids:
+            if d not in self._col:
+                self._col[d] = len(self._ids)
+                self._ids.append(d)
+        n = len(self._ids)
+        if self._p.shape[1] < n:
+            grown = np.full((self._p.shape[0], n), np.nan, dtype=np.float32)
+            grown[:, :self._p.shape[1]] = self._p
+            self._p = grown
+        cols = np.array([self._col[d] for d in ids], dtype=np.int64)
+        block = np.full((len(t_s), n), np.nan, dtype=np.float32)
+        block[:, cols] = values
+        # buckets read again (the last one, still filling) replace the ones held
+        keep = ~np.isin(self._t, t_s)
+        t = np.concatenate([self._t[keep], np.asarray(t_s, dtype=np.float64)])
+        p = np.concatenate([self._p[keep], block])
+        order = np.argsort(t, kind="stable")
+        self._t, self._p = t[order], p[order]
 
-    def _trim(self, now_s: float) -> None:
-        oldest = np.floor((now_s - self.window_s) / self.every_s)
-        self._blocks = [blk for blk in self._blocks if blk[0][-1] >= oldest]
-
-    def _merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        keys = np.concatenate([blk[0] for blk in self._blocks])
-        sums = np.concatenate([blk[1] for blk in self._blocks])
-        counts = np.concatenate([blk[2] for blk in self._blocks])
-        first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])  # blocks share edges
-        return (keys[first], np.add.reduceat(sums, first, axis=0),
-                np.add.reduceat(counts, first, axis=0))
-
-    def series(self) -> dict[str, np.ndarray]:
+    def series(self, fleet: Fleet) -> dict[str, np.ndarray]:
         """``history_t_s`` (bucket mid-times [Unix s]) and ``history_p_kw`` (means [kW],
-        NaN where a device had no value), the planner's history inputs."""
-        if not self._blocks:
+        one column per device row of ``fleet``, NaN where a device had no value), the
+        planner's history inputs; empty before any history."""
+        if not len(self._t):
             return {}
-        keys, sums, counts = self._merged()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        return {"history_t_s": (keys + 0.5) * self.every_s, "history_p_kw": mean}
+        out = np.full((len(self._t), fleet.n_devices), np.nan)
+        rows = [(r, self._col[d]) for r, d in enumerate(fleet.device_id.tolist())
+                if d in self._col]
+        if rows:
+            r, c = np.array(rows).T
+            out[:, r] = self._p[:, c]
+        return {"history_t_s": self._t + 0.5 * self.every_s, "history_p_kw": out}
+
+
+class PlanRequests:
+    """Plans on request and on the optimizer cadence.
+
+    Parameters
+    ----------
+    settings : Settings
+        Plan step, horizon and cadence.
+    planner : Planner
+        Computes plans (a :class:`~api.live.optimizer_worker.ProcessPlanner` in the service).
+    fleet : callable
+        ``() -> Fleet``, the fleet in force now.
+    telemetry : Telemetry
+        The twin's live arrays (state of charge, powers).
+    history : History
+        The telemetry store (the recent means for the forecast).
+    market : callable
+        Prices and carbon intensity at given times (:func:`api.analytics.service_tariff`).
+    propose : callable
+        ``propose(plan, now_s) -> record``: stores the plan as proposed (the approvals).
+    audit : callable
+        ``audit(user, action, target)``: one audit log entry.
+    on_plan : callable
+        ``fn(plan)`` after each plan (the alerts: a fallback plan opens one).
+    metrics : Metrics
+    clock : callable
+        ``() -> Unix s``.
+    """
+
+    def __init__(self, settings: Settings, planner: Planner, *, fleet: Callable[[], Fleet],
+                 telemetry: Telemetry, history: History, market: Market,
+                 propose: Callable[[dict[str, Any], float], dict[str, Any]],
+                 audit: Callable[[str, str, str], None],
+                 on_plan: Callable[[dict[str, Any]], None], metrics: Metrics, clock: Clock):
+        self.settings = settings
+        self.planner = planner
+        self.fleet = fleet
+        self.telemetry = telemetry
+        self.history = history
+        self.market = market
+        self.propose = propose
+        self.audit = audit
+        self.on_plan = on_plan
+        self.metrics = metrics
+        self.clock = clock
+        self.window = HistoryWindow()
+        self.last_plan_s: float | None = None
+        self._lock = asyncio.Lock()
+
+    def request(self, user: str) -> dict[str, Any]:
+        """Compute a plan now from the twin's current state and store it as proposed."""
+        now = self.clock()
+        fleet = self.fleet()
+        step = self.settings.plan_step_s
+        start = float(np.floor(now / step) * step)
+        n_steps = max(1, round(self.settings.plan_horizon_s / step))
+        snap: dict[str, Any] = {"p_kw": self.telemetry.column("p_kw")[0],
+                                "soc": self.telemetry.column("soc")[0]}
+        if len(snap["soc"]) != fleet.n_devices:
+            raise ServiceUnavailable("the fleet is being reloaded; ask for the plan again")
+        self.window.update(self.history, now)
+        snap.update(self.window.series(fleet))
+        imp, exp, co2 = self.market(start + step * np.arange(n_steps))
+        snap.update(import_price_eur_per_mwh=imp, export_price_eur_per_mwh=exp,
+                    co2_kg_per_mwh=co2)
+        t0 = time.perf_counter()
+        result = self.planner.plan(fleet, snap, start, step, n_steps)
+        wall = time.perf_counter() - t0
+        self.metrics.optimizer_seconds.observe(wall)
+        soc = snap["soc"]
+        plan = {"id": secrets.token_hex(8), "created_s": now, "start_s": start,
+                "step_s": step, "n_steps": n_steps,
+                "initial_state": {"t_s": now, "soc": {
+                    d: round(float(soc[i]), 4) for i, d in enumerate(fleet.device_id.tolist())
+                    if np.isfinite(soc[i])}},
+                "setpoints": result["setpoints"], "kpis": result["kpis"],
+                "solver_status": result["solver_status"],
+                "solver_time_s": float(result.get("solver_time_s", wall))}
+        rec = self.propose(plan, now)
+        self.audit(user, "plan.request", f"plan:{plan['id']}")
+        self.metrics.plans.labels("proposed").inc()
+        if plan["solver_status"] == "fallback":
+            self.metrics.plans.labels("fallback").inc()
+        self.last_plan_s = now
+        self.on_plan(plan)
+        return {k: v for k, v in rec.items() if k != "setpoints"}
+
+    async def request_async(self, user: str) -> dict[str, Any]:
+        """:meth:`request` on a thread, one at a time."""
+        async with self._lock:
+            return await asyncio.to_thread(self.request, user)
+
+    async def run(self) -> None:
+        """The first plan soon after the start (once telemetry has arrived), then one every
+        ``optimizer_interval_s``."""
+        await asyncio.sleep(min(self.settings.optimizer_interval_s, 20.0))
+        while True:
+            try:
+                await self.request_async("optimizer")
+            except Exception:
+                log.exception("scheduled plan failed; continuing")
+            await asyncio.sleep(self.settings.optimizer_interval_s)

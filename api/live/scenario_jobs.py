@@ -10,6 +10,7 @@ done | failed``), progress (0..1) and KPIs. Results go to
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import secrets
@@ -21,6 +22,8 @@ from typing import Any
 from adapters.registry import Registry
 from adapters.registry import audit as audit_repo
 from adapters.registry import scenarios as scen_repo
+from scenarios.runner import run_scenario
+from scenarios.schema import parse_scenario
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,11 @@ class ScenarioJobs:
         self.out_dir = Path(out_dir)
         self.clock = clock
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
-        # A daemon thread: a long run never holds up the service's shutdown.
+        self._worker: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker thread (a daemon: a long run never holds up the service's
+        shutdown)."""
         self._worker = threading.Thread(target=self._loop, name="scenario-runs", daemon=True)
         self._worker.start()
 
@@ -61,8 +68,6 @@ class ScenarioJobs:
         ValueError
             For an empty, oversized or invalid scenario (the message lists the problems).
         """
-        from scenarios.schema import parse_scenario
-
         if not text.strip():
             raise ValueError("the request body must be a scenario file (YAML or JSON)")
         if len(text) > MAX_SCENARIO_BYTES:
@@ -81,8 +86,6 @@ class ScenarioJobs:
             scen_repo.update_scenario(s, run_id, **fields)
 
     def _run(self, run_id: str, scenario: Any) -> None:
-        from scenarios.runner import run_scenario
-
         self._update(run_id, status="running")
         last = [0.0]
 
@@ -107,6 +110,4 @@ class ScenarioJobs:
 
 
 def _jsonable(value: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(value, default=lambda v: getattr(v, "tolist", str)()))

@@ -1,28 +1,63 @@
-"""Boundary types of the live service: what it needs from the MQTT side and the optimizer.
+"""Boundary types of the live runtime: what its parts need from each other and the outside.
 
-The live service (``api.live.service``) talks to the outside world only through
-these protocols, so the API, the registry and the approval loop can be
-built and tested on their own, and the adapters plug in at start.
+The parts (:mod:`api.live.runtime` builds them) talk through these protocols and
+callables only, so each can be built and tested on its own and the adapters plug
+in at start.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
 from twin.fleet import Fleet
 
+#: ``notify(channel, message)``: announce an event on a WebSocket channel (any thread).
+Notify = Callable[[str, dict[str, Any]], None]
+#: ``clock() -> Unix s``: wall-clock time enters the runtime only through this.
+Clock = Callable[[], float]
+
+
+class ServiceUnavailable(RuntimeError):
+    """A part of the live service is not running here (broker, optimizer, a role's part);
+    HTTP 503."""
+
+
+class PlannerUnavailable(ServiceUnavailable):
+    """The optimizer worker could not answer this call: it died, hung (and was stopped),
+    or the planner is closed. The next call starts a new worker; HTTP 503."""
+
 
 class CommandLink(Protocol):
-    """Sends setpoints to devices; versions and acknowledgements are its business."""
+    """Sends setpoints to devices; versions and acknowledgements are its business.
 
-    def send(self, command: dict[str, Any], now_s: float) -> None:
-        """Publish one registry command (``id``, ``device_id``, ``value`` [kW],
-        ``valid_until_s``); raises ValueError when it refuses it."""
+    Every method is all or nothing for its batch: a refused batch raises
+    ``ValueError`` (a command the link will not take) or ``ConnectionError`` (no
+    broker) and then none of its commands went out.
+    """
+
+    def reserve(self, device_ids: list[str]) -> None:
+        """Reserve the next command versions of these devices in one transaction (before a
+        burst of sends, so the burst writes none)."""
+
+    def send_new(self, items: list[dict[str, Any]], now_s: float) -> None:
+        """Publish commands that have no registry row yet (``device_id``, ``value`` [kW],
+        ``valid_until_s``, ``source``, ``plan_id``, ``created_by``, ``due_s``); the link's
+        command store writes their rows behind."""
+
+    def send_many(self, commands: list[dict[str, Any]], now_s: float
+                  ) -> list[tuple[dict[str, Any], str]]:
+        """Publish registry commands (``id``, ``device_id``, ``value`` [kW],
+        ``valid_until_s``); returns the ones refused, each with the reason (the others
+        went out)."""
 
     def connected(self) -> bool:
         """True while the broker connection is up."""
+
+    def set_fleet(self, fleet: Fleet) -> None:
+        """Devices changed: take commands for the devices of ``fleet`` from now on."""
 
 
 class Planner(Protocol):

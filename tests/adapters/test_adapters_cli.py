@@ -9,7 +9,7 @@ import time
 from adapters.broker import Broker
 from adapters.credentials import SERVICE_USER, read_secrets
 from adapters.mqtt.ingest import TelemetryIngest
-from api.cli.main.main import main
+from api.cli.main import main
 from twin.generator import generate_fleet
 
 

@@ -21,7 +21,7 @@ from adapters.ingest_worker import IngestWorker, history_paths, latest_values, p
 from adapters.mqtt.client import connect, make_client
 from adapters.mqtt.ingest import owns_site
 from adapters.storage import StorageError, read_time_range
-from api.cli.main.main import main
+from api.cli.main import main
 from twin.generator import generate_fleet
 
 SITES, SEED = 8, 5
@@ -74,7 +74,7 @@ def test_two_worker_processes_record_every_message_once_and_stop_on_sigterm(
     fleet = generate_fleet(SITES, seed=SEED)
     ports = [free_port(), free_port()]
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "api.cli.main.main", "ingest", "--sites", str(SITES), "--seed", str(SEED),
+        [sys.executable, "-m", "api.cli.main", "ingest", "--sites", str(SITES), "--seed", str(SEED),
          "--broker", mosquitto.url, "--partition", f"{k}/2", "--client-id", f"iw-{k}",
          "--data-dir", str(tmp_path), "--flush-interval", "1", "--metrics-port",
          str(ports[k])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -130,7 +130,7 @@ def test_two_worker_processes_record_every_message_once_and_stop_on_sigterm(
 
 def _shared_worker(mosquitto, tmp_path, name: str, port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "api.cli.main.main", "ingest", "--sites", str(SITES), "--seed", str(SEED),
+        [sys.executable, "-m", "api.cli.main", "ingest", "--sites", str(SITES), "--seed", str(SEED),
          "--broker", mosquitto.url, "--shared", "ecogrid-ingest", "--client-id", name,
          "--data-dir", str(tmp_path), "--flush-interval", "1", "--metrics-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -13,7 +13,7 @@ import pytest
 from adapters.registry import fleet as fleet_repo
 from adapters.registry import open_registry
 from api import reports as rp
-from api.cli.main.main import main as ecogrid
+from api.cli.main import main as ecogrid
 from api.history import TelemetryHistory
 from tests.analytics.test_analytics_energy import TARIFF, P, T
 from tests.twin.test_fleet import small_records

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.registry import open_registry
 from adapters.registry import users as users_repo
-from api.cli.main.main import main
+from api.cli.main import main
 from api.settings import Settings
 from tests.adapters.registry_fixtures import postgres_schema
 from tests.api.server import login, running_app

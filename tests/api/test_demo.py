@@ -29,7 +29,7 @@ def test_demo_runs_the_loop_and_stops_cleanly(tmp_path: Path):
     for k in ("ECOGRID_ADMIN_USER", "ECOGRID_ADMIN_PASSWORD", "ECOGRID_DATABASE_URL",
               "ECOGRID_FLEET_SITES"):
         env.pop(k, None)
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli.main.main", "demo", "--sites", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "demo", "--sites", "2",
                              "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             cwd=Path(__file__).resolve().parents[2])

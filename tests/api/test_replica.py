@@ -201,7 +201,7 @@ def test_a_leader_that_is_away_gives_503_naming_it(pair, users):
 
 
 def test_serve_in_replica_mode_names_what_is_missing(tmp_path, monkeypatch, capsys):
-    from api.cli.main.main import main
+    from api.cli.main import main
 
     monkeypatch.setenv("ECOGRID_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ECOGRID_MODE", "replica")

@@ -59,7 +59,7 @@ def settings_env_names() -> set[str]:
 
 def parse_cli(argv: list[str]) -> Any:
     """Parse ``ecogrid ARGV`` with the real CLI parser; SystemExit becomes AssertionError."""
-    from api.cli.main.main import build_parser
+    from api.cli.main import build_parser
 
     try:
         return build_parser().parse_args(argv)
@@ -71,7 +71,7 @@ def cli_commands() -> set[str]:
     """The top-level sub-commands the ``ecogrid`` CLI has right now."""
     import argparse
 
-    from api.cli.main.main import build_parser
+    from api.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._actions:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from api.cli.main.main import main
+from api.cli.main import main
 from scenarios.compare import compare_runs, daily_cost_eur
 from scenarios.results import open_results
 from tests.scenarios.helpers import tiny, write

@@ -1,14 +1,17 @@
-"""Alert rules (admins manage them; everyone signed in reads them) and alert life cycles."""
+"""Alerts (operators acknowledge them), alert rules (admins manage them; everyone signed in
+reads them) and alert life cycles."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from adapters.registry import alerts as alert_repo
-from api.http.deps import Admin, Service, Viewer
+from api.alerts.loop import AlertLoop
+from api.http.deps import Admin, Live, Operator, Viewer, part
+from api.live.runtime import Runtime
 
 router = APIRouter(tags=["alerts"])
 
@@ -46,52 +49,65 @@ class RulePatch(BaseModel):
     enabled: bool | None = None
 
 
-def _check_scope(svc: Any, fields: dict[str, Any]) -> None:
-    if fields.get("site_id") and fields["site_id"] not in svc.fleet.site_row:
+def _check_scope(rt: Runtime, fields: dict[str, Any]) -> None:
+    fleet = rt.fleet.fleet
+    if fields.get("site_id") and fields["site_id"] not in fleet.site_row:
         raise ValueError(f"site_id {fields['site_id']!r} is not a site of the fleet")
-    if fields.get("device_id") and fields["device_id"] not in svc.fleet.device_row:
+    if fields.get("device_id") and fields["device_id"] not in fleet.device_row:
         raise ValueError(f"device_id {fields['device_id']!r} is not a device of the fleet")
 
 
+@router.get("/alerts", summary="Alerts, newest first")
+def list_alerts(user: Viewer, rt: Live, acked: bool | None = None,
+                limit: int = Query(200, ge=1, le=5000)) -> list[dict[str, Any]]:
+    return rt.query(alert_repo.list_alerts, acked=acked, limit=limit)
+
+
+@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (operator)")
+def ack_alert(alert_id: int, user: Operator,
+              alerts: Annotated[AlertLoop, Depends(part("alerts"))]) -> dict[str, Any]:
+    return alerts.acknowledge(alert_id, user.name)
+
+
 @router.get("/alert-rules", summary="Alert rules")
-def list_rules(user: Viewer, svc: Service) -> list[dict[str, Any]]:
-    return svc.query(alert_repo.list_rules)
+def list_rules(user: Viewer, rt: Live) -> list[dict[str, Any]]:
+    return rt.query(alert_repo.list_rules)
 
 
 @router.post("/alert-rules", status_code=201, summary="Create an alert rule (admin)")
-def create_rule(body: RuleIn, user: Admin, svc: Service) -> dict[str, Any]:
+def create_rule(body: RuleIn, user: Admin, rt: Live) -> dict[str, Any]:
     fields = body.model_dump()
-    _check_scope(svc, fields)
-    return svc.change(user.name, "alert_rule.create", f"alert_rule:{body.name}",
-                      alert_repo.create_rule, fields, user.name, svc.clock())
+    _check_scope(rt, fields)
+    return rt.change(user.name, "alert_rule.create", f"alert_rule:{body.name}",
+                     alert_repo.create_rule, fields, user.name, rt.clock())
 
 
 @router.get("/alert-rules/{rule_id}", summary="One alert rule")
-def get_rule(rule_id: int, user: Viewer, svc: Service) -> dict[str, Any]:
-    return svc.query(alert_repo.get_rule, rule_id)
+def get_rule(rule_id: int, user: Viewer, rt: Live) -> dict[str, Any]:
+    return rt.query(alert_repo.get_rule, rule_id)
 
 
 @router.patch("/alert-rules/{rule_id}", summary="Change an alert rule (admin)")
-def update_rule(rule_id: int, body: RulePatch, user: Admin, svc: Service) -> dict[str, Any]:
+def update_rule(rule_id: int, body: RulePatch, user: Admin, rt: Live) -> dict[str, Any]:
     fields = body.model_dump(exclude_unset=True)
     for k in ("name", "metric", "op", "threshold", "duration_s", "severity", "enabled"):
         if k in fields and fields[k] is None:
             raise ValueError(f"{k} cannot be null")
-    _check_scope(svc, fields)
-    return svc.change(user.name, "alert_rule.update", f"alert_rule:{rule_id}",
-                      alert_repo.update_rule, rule_id, fields, svc.clock())
+    _check_scope(rt, fields)
+    return rt.change(user.name, "alert_rule.update", f"alert_rule:{rule_id}",
+                     alert_repo.update_rule, rule_id, fields, rt.clock())
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=204, summary="Delete an alert rule (admin)")
-def delete_rule(rule_id: int, user: Admin, svc: Service) -> None:
-    svc.change(user.name, "alert_rule.delete", f"alert_rule:{rule_id}", alert_repo.delete_rule,
-               rule_id)
+def delete_rule(rule_id: int, user: Admin, rt: Live) -> None:
+    rt.change(user.name, "alert_rule.delete", f"alert_rule:{rule_id}", alert_repo.delete_rule,
+              rule_id)
 
 
 @router.get("/alert-states", summary="Alerts with their life cycle (first/last seen, "
             "occurrences, flapping, cleared), newest first")
-def alert_states(user: Viewer, svc: Service, open_only: bool = False, kind: str | None = None,
+def alert_states(user: Viewer, rt: Live, open_only: bool = False, kind: str | None = None,
                  site_id: str | None = None, device_id: str | None = None,
                  limit: int = Query(200, ge=1, le=5000)) -> list[dict[str, Any]]:
-    return svc.query(alert_repo.list_alert_states, open_only=open_only, kind=kind, site_id=site_id,
+    return rt.query(alert_repo.list_alert_states, open_only=open_only, kind=kind, site_id=site_id,
                      device_id=device_id, limit=limit)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.http.deps import Admin, Service, Viewer
+from api.http.deps import Admin, Live, Viewer
 from api.http.schemas import PasswordChangeIn, RefreshIn, UserIn, UserPatch
 
 router = APIRouter(tags=["auth"])
@@ -15,19 +15,19 @@ router = APIRouter(tags=["auth"])
 
 @router.post("/auth/token", summary="Log in (OAuth2 password form): access + refresh token")
 def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
-          svc: Service) -> dict[str, Any]:
+          rt: Live) -> dict[str, Any]:
     client = request.client.host if request.client else "unknown"
-    return svc.accounts.login(form.username, form.password, client, svc.clock())
+    return rt.accounts.login(form.username, form.password, client, rt.clock())
 
 
 @router.post("/auth/refresh", summary="New tokens for a refresh token (which is used up)")
-def refresh(body: RefreshIn, svc: Service) -> dict[str, Any]:
-    return svc.accounts.refresh(body.refresh_token, svc.clock())
+def refresh(body: RefreshIn, rt: Live) -> dict[str, Any]:
+    return rt.accounts.refresh(body.refresh_token, rt.clock())
 
 
 @router.post("/auth/logout", summary="Revoke a refresh token (sign out)")
-def logout(body: RefreshIn, svc: Service) -> dict[str, Any]:
-    svc.accounts.revoke(body.refresh_token, svc.clock())
+def logout(body: RefreshIn, rt: Live) -> dict[str, Any]:
+    rt.accounts.revoke(body.refresh_token, rt.clock())
     return {"revoked": True}
 
 
@@ -37,32 +37,32 @@ def me(user: Viewer) -> dict[str, Any]:
 
 
 @router.post("/auth/password", summary="Change your own password (revokes your refresh tokens)")
-def change_password(body: PasswordChangeIn, user: Viewer, svc: Service) -> dict[str, Any]:
-    svc.accounts.change_password(user.name, body.old_password, body.new_password, svc.clock())
+def change_password(body: PasswordChangeIn, user: Viewer, rt: Live) -> dict[str, Any]:
+    rt.accounts.change_password(user.name, body.old_password, body.new_password, rt.clock())
     return {"changed": True}
 
 
 @router.get("/users", summary="List users (admin)")
-def list_users(user: Admin, svc: Service) -> list[dict[str, Any]]:
-    return svc.accounts.list_users()
+def list_users(user: Admin, rt: Live) -> list[dict[str, Any]]:
+    return rt.accounts.list_users()
 
 
 @router.post("/users", status_code=201, summary="Create a user (admin)")
-def create_user(body: UserIn, user: Admin, svc: Service) -> dict[str, Any]:
-    return svc.accounts.create_user(body.name, body.password, body.role, svc.clock(),
+def create_user(body: UserIn, user: Admin, rt: Live) -> dict[str, Any]:
+    return rt.accounts.create_user(body.name, body.password, body.role, rt.clock(),
                                     by=user.name)
 
 
 @router.patch("/users/{name}", summary="Change a user's role or reset the password (admin)")
-def update_user(name: str, body: UserPatch, user: Admin, svc: Service) -> dict[str, Any]:
+def update_user(name: str, body: UserPatch, user: Admin, rt: Live) -> dict[str, Any]:
     if body.password is not None:
-        svc.accounts.reset_password(name, body.password, user.name, svc.clock())
+        rt.accounts.reset_password(name, body.password, user.name, rt.clock())
     if body.role is not None:
-        return svc.accounts.set_role(name, body.role, user.name, svc.clock())
+        return rt.accounts.set_role(name, body.role, user.name, rt.clock())
     return {"name": name, "updated": True}
 
 
 @router.delete("/users/{name}", summary="Delete a user (admin)")
-def delete_user(name: str, user: Admin, svc: Service) -> dict[str, Any]:
-    svc.accounts.delete_user(name, user.name, svc.clock())
+def delete_user(name: str, user: Admin, rt: Live) -> dict[str, Any]:
+    rt.accounts.delete_user(name, user.name, rt.clock())
     return {"deleted": name}

@@ -1,48 +1,60 @@
-"""KPIs, plans and their approval, setpoints and commands, alerts, the audit log."""
+"""KPIs, plans and their approval, setpoints and commands, the audit log.
+
+Each handler takes the one part it needs (``Depends(part(...))``): the approvals
+(plans, setpoints, commands), the planning (a plan now), the KPIs; on a replica
+the writes never get here (they go to the leader).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from adapters.registry import RegistryError
-from adapters.registry import alerts as alert_repo
 from adapters.registry import audit as audit_repo
 from adapters.registry import commands as cmd_repo
 from adapters.registry import plans as plan_repo
-from api.http.deps import Admin, Operator, Service, Viewer
+from api.http.deps import Admin, Live, Operator, Viewer, part
 from api.http.schemas import GroupSetpointIn, RejectIn, SetpointIn
+from api.live.approvals import Approvals
 from api.live.hub import dumps
+from api.live.ledger import LiveKpis
+from api.live.planning import PlanRequests
+from api.live.replica import RelayedKpis
 
 router = APIRouter(tags=["operations"])
+
+Approve = Annotated[Approvals, Depends(part("approvals"))]
+Plans = Annotated[PlanRequests, Depends(part("planning"))]
+Kpis = Annotated[LiveKpis | RelayedKpis, Depends(part("kpis"))]
 
 
 @router.get("/kpis", summary="Fleet KPIs: sites, capacity [MW], live generation and "
             "consumption [MW], CO2 avoided [t] and revenue [EUR] today and to date")
-async def kpis(user: Viewer, svc: Service) -> dict[str, Any]:
+async def kpis(user: Viewer, figures: Kpis) -> dict[str, Any]:
     # The service recomputes the figures every second; compute here only when they are stale.
-    return svc.cached_kpis() or await run_in_threadpool(svc.refresh_kpis)
+    return figures.cached() or await run_in_threadpool(figures.refresh)
 
 
 @router.post("/plans", status_code=201, summary="Ask for a plan now (operator)")
-async def request_plan(user: Operator, svc: Service) -> dict[str, Any]:
-    return await svc.request_plan_async(user.name)
+async def request_plan(user: Operator, plans: Plans) -> dict[str, Any]:
+    return await plans.request_async(user.name)
 
 
 @router.get("/plans", summary="Plans, newest first")
-def list_plans(user: Viewer, svc: Service, status: str | None = None,
+def list_plans(user: Viewer, rt: Live, status: str | None = None,
                limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
-    return svc.query(plan_repo.list_plans, status, limit)
+    return rt.query(plan_repo.list_plans, status, limit)
 
 
 @router.get("/plans/{plan_id}", summary="One plan with its setpoint series",
             response_model=dict[str, Any])
-def get_plan(plan_id: str, user: Viewer, svc: Service,
+def get_plan(plan_id: str, user: Viewer, rt: Live,
              setpoints: bool = Query(True, description="include the setpoint series")
              ) -> Response:
-    rec = svc.query(plan_repo.get_plan, plan_id, setpoints)
+    rec = rt.query(plan_repo.get_plan, plan_id, setpoints)
     if rec is None:
         raise RegistryError(f"no plan {plan_id!r}")
     # A plan's series are ~10^6 numbers for the reference fleet: orjson, not the generic
@@ -51,58 +63,59 @@ def get_plan(plan_id: str, user: Viewer, svc: Service,
 
 
 @router.post("/plans/{plan_id}/approve", summary="Approve a proposed plan (operator)")
-def approve(plan_id: str, user: Operator, svc: Service) -> dict[str, Any]:
-    return svc.approve(plan_id, user.name)
+def approve(plan_id: str, user: Operator, approvals: Approve) -> dict[str, Any]:
+    return approvals.approve(plan_id, user.name)
 
 
 @router.post("/plans/{plan_id}/reject", summary="Reject a proposed plan (operator)")
-def reject(plan_id: str, user: Operator, svc: Service, body: RejectIn | None = None
+def reject(plan_id: str, user: Operator, approvals: Approve, body: RejectIn | None = None
            ) -> dict[str, Any]:
-    return svc.reject(plan_id, user.name, body.reason if body else None)
+    return approvals.reject(plan_id, user.name, reason=body.reason if body else None)
 
 
 @router.post("/devices/{device_id}/setpoint", status_code=201,
              summary="Manual setpoint [kW]: now, at a time, or a series (operator)")
-def setpoint(device_id: str, body: SetpointIn, user: Operator, svc: Service
+def setpoint(device_id: str, body: SetpointIn, user: Operator, approvals: Approve
              ) -> dict[str, Any]:
     if body.values_kw is not None:
         at = body.at_s if isinstance(body.at_s, list) else None
-        cmds = svc.setpoint(device_id, 0.0, user.name, at_s=at, values_kw=body.values_kw)
+        cmds = approvals.setpoint(device_id, 0.0, user.name, at_s=at, values_kw=body.values_kw)
     else:
         if body.value_kw is None:
             raise ValueError("give value_kw (or values_kw with at_s for a series)")
         if isinstance(body.at_s, list):
             raise ValueError("at_s is a list only for a series (values_kw)")
         at = [body.at_s] if body.at_s is not None else None
-        cmds = svc.setpoint(device_id, body.value_kw, user.name, at_s=at)
+        cmds = approvals.setpoint(device_id, body.value_kw, user.name, at_s=at)
     return {"commands": cmds}
 
 
 @router.post("/groups/setpoint", status_code=201,
              summary="The same setpoint to a group: by site, feeder, type or tag (operator)")
-def group_setpoint(body: GroupSetpointIn, user: Operator, svc: Service) -> dict[str, Any]:
+def group_setpoint(body: GroupSetpointIn, user: Operator, approvals: Approve
+                   ) -> dict[str, Any]:
     selector = {k: v for k, v in body.model_dump().items()
                 if k in ("site_id", "feeder_id", "type", "tag") and v is not None}
     if not selector:
         raise ValueError("choose the group: give site_id, feeder_id, type and/or tag")
-    cmds = svc.group_setpoint(selector, body.value_kw, user.name, body.at_s)
+    cmds = approvals.group_setpoint(selector, body.value_kw, user.name, body.at_s)
     return {"count": len(cmds), "commands": cmds[:100]}
 
 
 @router.get("/commands", summary="Commands, newest first")
-def list_commands(user: Viewer, svc: Service, device_id: str | None = None,
+def list_commands(user: Viewer, rt: Live, device_id: str | None = None,
                   status: str | None = None, plan_id: str | None = None,
                   site_id: str | None = None,
                   limit: int = Query(200, ge=1, le=5000)) -> list[dict[str, Any]]:
-    if site_id is not None and site_id not in svc.fleet.site_row:
+    if site_id is not None and site_id not in rt.fleet.fleet.site_row:
         raise RegistryError(f"no site {site_id!r}")
-    return svc.query(cmd_repo.list_commands, site_id=site_id, device_id=device_id,
-                     status=status, plan_id=plan_id, limit=limit)
+    return rt.query(cmd_repo.list_commands, site_id=site_id, device_id=device_id,
+                          status=status, plan_id=plan_id, limit=limit)
 
 
 @router.get("/commands/{command_id}", summary="One command")
-def get_command(command_id: int, user: Viewer, svc: Service) -> dict[str, Any]:
-    rec = svc.query(cmd_repo.get_command, command_id)
+def get_command(command_id: int, user: Viewer, rt: Live) -> dict[str, Any]:
+    rec = rt.query(cmd_repo.get_command, command_id)
     if rec is None:
         raise RegistryError(f"no command {command_id}")
     return rec
@@ -110,22 +123,11 @@ def get_command(command_id: int, user: Viewer, svc: Service) -> dict[str, Any]:
 
 @router.post("/commands/{command_id}/cancel",
              summary="Cancel a scheduled setpoint before it goes out (operator)")
-def cancel_command(command_id: int, user: Operator, svc: Service) -> dict[str, Any]:
-    return svc.cancel_command(command_id, user.name)
-
-
-@router.get("/alerts", summary="Alerts, newest first")
-def list_alerts(user: Viewer, svc: Service, acked: bool | None = None,
-                limit: int = Query(200, ge=1, le=5000)) -> list[dict[str, Any]]:
-    return svc.query(alert_repo.list_alerts, acked=acked, limit=limit)
-
-
-@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (operator)")
-def ack_alert(alert_id: int, user: Operator, svc: Service) -> dict[str, Any]:
-    return svc.ack_alert(alert_id, user.name)
+def cancel_command(command_id: int, user: Operator, approvals: Approve) -> dict[str, Any]:
+    return approvals.cancel(command_id, user.name)
 
 
 @router.get("/audit", summary="The audit log (admin)")
-def audit(user: Admin, svc: Service, by: str | None = None, action: str | None = None,
+def audit(user: Admin, rt: Live, by: str | None = None, action: str | None = None,
           limit: int = Query(100, ge=1, le=5000)) -> list[dict[str, Any]]:
-    return svc.query(audit_repo.entries, user=by, action=action, limit=limit)
+    return rt.query(audit_repo.entries, user=by, action=action, limit=limit)

@@ -7,18 +7,18 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from api.http.deps import Service
+from api.http.deps import Live
 from api.live.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", summary="Broker connection, database, last ingest, last plan")
-def healthz(svc: Service) -> Any:
-    body = svc.health()
+def healthz(rt: Live) -> Any:
+    body = rt.health()
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics (text format)")
-def metrics(svc: Service) -> Response:
-    return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
+def metrics(rt: Live) -> Response:
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE)

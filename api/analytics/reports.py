@@ -1,9 +1,9 @@
 """Reports: the analytics of a period as CSV, HTML or PDF, on demand or on a schedule.
 
 A period is a month (``2026-11``), an ISO week (``2026-W48``) or a day
-(``2026-11-27``), in UTC. :func:`build_report` reads the telemetry history of
-the period and aggregates it per day (fleet) and per site (period totals) with
-:mod:`api.analytics`; :func:`render` writes it as ``csv`` (the daily fleet
+(``2026-11-27``), in UTC. :func:`build_report` reads the period from the one
+telemetry store and aggregates it per day (fleet) and per site (period totals)
+with :func:`api.analytics.energy.energy_table`; :func:`render` writes it as ``csv`` (the daily fleet
 table then the site table), ``html`` (one self-contained page) or ``pdf``
 (matplotlib's ``PdfPages``: totals and tables, a daily energy chart).
 
@@ -26,10 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
 
-from api import analytics as an
+from adapters.history import History
+from api.analytics.energy import energy_table, to_csv
+from api.analytics.market import Market
+from api.settings import Settings
 from twin.fleet import Fleet
-from twin.kpis import Tariff
+from twin.kpis import QUANTITIES, Tariff
 
 log = logging.getLogger(__name__)
 
@@ -72,30 +77,22 @@ class Report:
     daily: pd.DataFrame
     sites: pd.DataFrame
     totals: dict[str, float]
-    snapshots: int
+    resolution_s: float
 
 
-def build_report(fleet: Fleet, history_path: str | Path, period: str, tariff: Tariff,
-                 max_gap_s: float = 60.0) -> Report:
-    """Aggregate the history of ``period`` (see the module docstring)."""
+def build_report(history: History, fleet: Fleet, period: str, tariff: Tariff, *,
+                 now_s: float, raw_step_s: float, raw_days: float) -> Report:
+    """Aggregate the store over ``period`` (see the module docstring); ``raw_step_s`` is
+    the snapshot period of the raw tier [s], ``raw_days`` its retention [days]."""
     start, end = parse_period(period)
-    try:
-        t, p, ids = an.read_history(history_path, start, end)
-    except an.AnalyticsError:
-        t, p, ids = (pd.Series(dtype=float).to_numpy(), None, fleet.device_id.tolist())
-    if p is None or len(t) == 0:
-        empty = pd.DataFrame(columns=["period", *an.QUANTITIES])
-        return Report(period, start, end, empty, pd.DataFrame(columns=["site_id",
-                                                                       *an.QUANTITIES]),
-                      dict.fromkeys(an.QUANTITIES, 0.0), 0)
-    if ids != fleet.device_id.tolist():
-        raise ReportError("the telemetry history is for another fleet than the registry's")
-    daily = an.aggregate(fleet, t, p, tariff, every="day", max_gap_s=max_gap_s)
-    by_site = an.aggregate(fleet, t, p, tariff, every="month" if end - start > 86400 * 7
-                           else "day", scope="site", max_gap_s=max_gap_s)
-    sites = by_site.groupby("site_id", as_index=False)[list(an.QUANTITIES)].sum()
-    totals = {q: float(daily[q].sum()) for q in an.QUANTITIES}
-    return Report(period, start, end, daily, sites, totals, len(t))
+    kw = dict(now_s=now_s, raw_step_s=raw_step_s, raw_days=raw_days)
+    daily, plan = energy_table(history, fleet, start, end, tariff, every="day", **kw)
+    by_site, _ = energy_table(history, fleet, start, end, tariff, scope="site",
+                              every="month" if end - start > 86400 * 7 else "day", **kw)
+    sites = (by_site.groupby("site_id", as_index=False)[list(QUANTITIES)].sum()
+             if len(by_site) else pd.DataFrame(columns=["site_id", *QUANTITIES]))
+    totals = {q: float(daily[q].sum()) if len(daily) else 0.0 for q in QUANTITIES}
+    return Report(period, start, end, daily, sites, totals, plan.resolution_s)
 
 
 def render(report: Report, fmt: str) -> bytes:
@@ -110,9 +107,10 @@ def render(report: Report, fmt: str) -> bytes:
 
 
 def _csv(r: Report) -> bytes:
-    head = f"# EcoGrid report {r.period} (UTC), {r.snapshots} snapshots\n# fleet per day\n"
+    head = (f"# EcoGrid report {r.period} (UTC), from telemetry at {r.resolution_s:g} s "
+            "resolution\n# fleet per day\n")
     mid = "\n# per site, period totals\n"
-    return head.encode() + an.to_csv(r.daily) + mid.encode() + r.sites.to_csv(
+    return head.encode() + to_csv(r.daily) + mid.encode() + r.sites.to_csv(
         index=False).encode()
 
 
@@ -130,19 +128,14 @@ def _html(r: Report) -> str:
             f"{html.escape(r.period)}</title><style>body{{font-family:sans-serif}}"
             f"td,th{{padding:2px 8px;text-align:right}}</style></head><body>"
             f"<h1>EcoGrid report {html.escape(r.period)}</h1>"
-            f"<p>UTC, {r.snapshots} telemetry snapshots. Energies in kWh, money in EUR, "
+            f"<p>UTC, from telemetry at {r.resolution_s:g} s resolution. Energies in kWh, "
+            f"money in EUR, "
             f"CO2 in kg.</p><h2>Totals</h2><table>{totals}</table>"
             f"<h2>Fleet per day</h2>{_table(r.daily)}<h2>Per site</h2>{_table(r.sites)}"
             f"</body></html>")
 
 
 def _pdf(r: Report) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_pdf import PdfPages
-    from matplotlib.figure import Figure
-
     buf = io.BytesIO()
     with PdfPages(buf, metadata={"Title": f"EcoGrid report {r.period}"}) as pdf:
         fig = Figure(figsize=(8.27, 11.69))
@@ -254,31 +247,23 @@ class ReportScheduler:
             await asyncio.sleep(every_s)
 
 
-def tariff_from_settings(settings: Any) -> Tariff:
-    """Prices and carbon intensity from the service settings."""
-    co2: Any = settings.co2_kg_per_mwh
-    if getattr(settings, "carbon_intensity_file", None):
-        co2 = an.read_carbon_csv(settings.carbon_intensity_file)
-    # The export price is settings.price_eur_per_mwh until that setting is renamed.
-    return Tariff(import_price_eur_per_mwh=settings.import_price_eur_per_mwh,
-                  export_price_eur_per_mwh=settings.price_eur_per_mwh, co2_kg_per_mwh=co2)
-
-
-def scheduler_for(svc: Any) -> ReportScheduler | None:
+def report_scheduler(settings: Settings, fleet: Callable[[], Fleet], history: History,
+                     market: Market, clock: Callable[[], float],
+                     announce: Callable[[dict[str, Any]], None]) -> ReportScheduler | None:
     """The live service's report scheduler (None when ``report_schedule`` is empty).
 
     Reports go to ``report_dir`` (default ``$ECOGRID_DATA_DIR/reports``) and are
-    announced on the WebSocket ``alerts`` channel as ``{"event": "report", ...}``.
+    announced through ``announce`` (the WebSocket ``alerts`` channel) as
+    ``{"event": "report", "period", "files"}``.
     """
-    st = svc.settings
-    schedules = [s.strip() for s in (st.report_schedule or "").split(",") if s.strip()]
+    schedules = [s.strip() for s in (settings.report_schedule or "").split(",") if s.strip()]
     if not schedules:
         return None
-    folder = st.report_dir or st.data_dir / "reports"
+    folder = settings.report_dir or settings.data_dir / "reports"
 
     def make(period: str) -> Report:
-        return build_report(svc.fleet, st.history_dir(), period, tariff_from_settings(st),
-                            max_gap_s=3 * st.history_flush_s)
+        return build_report(history, fleet(), period, market.tariff, now_s=clock(),
+                            raw_step_s=settings.history_flush_s,
+                            raw_days=settings.history_raw_days)
 
-    return ReportScheduler(make, folder, schedules,
-                           announce=lambda msg: svc.notify("alerts", msg))
+    return ReportScheduler(make, folder, schedules, announce=announce)
