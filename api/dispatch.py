@@ -33,17 +33,16 @@ from adapters.registry import Registry, RegistryError
 from adapters.registry import audit as audit_repo
 from adapters.registry import commands as cmd_repo
 from adapters.registry import plans as plan_repo
-from adapters.registry.fleet import device_limits
 from api.logs import log_context
 from api.types import CommandLink
 from twin.fleet import DEVICE_TYPES, Fleet
+from twin.limits import SETPOINT_KEY, record_setpoint_bounds_kw
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[str, dict[str, Any]], None]
 IN_FORCE: tuple[str, ...] = ("approved", "dispatched")
 SEND_CHUNK = 256  # commands of a plan step handed to the link at a time
-_KIND_OF_TYPE = {"battery": "p_kw", "pv": "p_limit_kw", "ev_charger": "p_limit_kw"}
 
 
 class SetpointError(ValueError):
@@ -260,7 +259,7 @@ class Dispatcher:
         rec = self._records.get(device_id)
         if rec is None:
             raise SetpointError(f"no device {device_id!r}")
-        expected = _KIND_OF_TYPE.get(rec["type"])
+        expected = SETPOINT_KEY.get(rec["type"])
         if expected is None:
             raise SetpointError(f"device {device_id!r} is a {rec['type']} and takes no setpoint")
         if kind is not None and kind != expected:
@@ -268,7 +267,7 @@ class Dispatcher:
                                 f"not {kind!r}")
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise SetpointError(f"setpoint for {device_id!r} must be a finite number [kW]")
-        lo, hi = device_limits(rec)
+        lo, hi = record_setpoint_bounds_kw(rec)
         if not lo <= value <= hi:
             raise SetpointError(f"setpoint {value} kW for {device_id!r} is outside its limits "
                                 f"[{lo:g}, {hi:g}] kW")

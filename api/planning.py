@@ -41,11 +41,10 @@ from typing import Any, NoReturn
 import numpy as np
 
 from optimizer.plan import jsonable
-from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
+from twin.fleet import BATTERY, Fleet
+from twin.limits import SETPOINT_KEY
 
 log = logging.getLogger(__name__)
-
-_KIND = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
 
 
 def plan_setpoints(fleet: Fleet, setpoints: np.ndarray, digits: int = 2
@@ -59,7 +58,7 @@ def plan_setpoints(fleet: Fleet, setpoints: np.ndarray, digits: int = 2
     has = np.isfinite(setpoints).any(axis=0)
     ids = fleet.device_id
     for row in np.flatnonzero(has).tolist():
-        kind = _KIND.get(int(fleet.device_type[row]))
+        kind = SETPOINT_KEY.get(int(fleet.device_type[row]))
         if kind is None:
             continue
         col = np.round(setpoints[:, row], digits)

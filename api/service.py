@@ -42,6 +42,7 @@ from api.scenario_jobs import ScenarioJobs
 from api.settings import Settings
 from api.types import CommandLink, Planner
 from twin.fleet import BATTERY, PV, Fleet
+from twin.limits import takes_setpoint
 from twin.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -184,9 +185,7 @@ class LiveService:
                          daemon=True).start()
 
     def _reserve_versions(self) -> None:
-        from adapters.mqtt.commands import SETPOINT_KEY
-
-        takes = np.isin(self.fleet.device_type, list(SETPOINT_KEY))
+        takes = takes_setpoint(self.fleet.device_type)
         try:
             self.store.reserve(self.fleet.device_id[takes].tolist())
         except Exception:
