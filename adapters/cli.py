@@ -170,7 +170,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from adapters.ingest_worker import IngestWorker, default_client_id, parse_partition
     from adapters.mqtt.client import parse_broker_url
-    from adapters.mqtt.ingest import validate_group
+    from adapters.mqtt.topics import validate_group
 
     if args.shared is not None and args.partition is not None:
         return _fail("--shared and --partition are alternatives: give one of them "

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.mqtt.topics import gateway_acl_lines, service_acl_lines
+
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default
 SERVICE_USER = "ecogrid"
 
@@ -39,34 +41,13 @@ def hash_password(password: str, *, salt: bytes | None = None,
 
 def gateway_acl(site_id: str) -> list[str]:
     """ACL lines of one gateway: write its site's topics, read its setpoints."""
-    user = gateway_user(site_id)
-    base = f"sites/{site_id}"
-    return [
-        f"user {user}",
-        f"topic write {base}/telemetry",
-        f"topic write {base}/status",
-        f"topic write {base}/devices/+/telemetry",
-        f"topic write {base}/devices/+/telemetry/+",
-        f"topic write {base}/devices/+/status",
-        f"topic write {base}/devices/+/commands/ack",
-        f"topic read {base}/devices/+/commands/setpoint",
-    ]
+    return [f"user {gateway_user(site_id)}", *gateway_acl_lines(site_id)]
 
 
 def service_acl(user: str = SERVICE_USER) -> list[str]:
-    """ACL lines of the EcoGrid service account."""
-    return [
-        f"user {user}",
-        "topic read sites/+/telemetry",
-        "topic read sites/+/status",
-        "topic read sites/+/devices/+/telemetry",
-        "topic read sites/+/devices/+/telemetry/+",
-        "topic read sites/+/devices/+/status",
-        "topic read sites/+/devices/+/commands/ack",
-        "topic readwrite sites/+/devices/+/commands/setpoint",
-        # the leader relays its WebSocket events to the API replicas (api.live.replica)
-        "topic readwrite ecogrid/events/#",
-    ]
+    """ACL lines of the EcoGrid service account (the leader also relays its WebSocket
+    events to the API replicas on ``ecogrid/events/#``)."""
+    return [f"user {user}", *service_acl_lines()]
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ time with clear-sky weather and publishes the whole site's telemetry on
 
 Setpoints follow docs/protocol.md: a setpoint is applied only when its version
 is newer than the last applied one and its ``valid_until`` has not passed;
-outside the device's limits it is rejected with a reason; each is acknowledged
-``received`` at once, then ``applied`` when the next tick applies it (the
-physics uses a setpoint from its next step on) or ``rejected`` at once. The
-acknowledgements of one read of a gateway's socket go out together, the
-``applied`` ones of a tick too; when the validity of the applied
+outside the device's limits (:func:`twin.limits.setpoint_bounds_kw`, the bounds
+the twin's physics holds to and the API checks) it is rejected with a reason;
+each is acknowledged ``received`` at once, then ``applied`` when the next tick
+applies it (the physics uses a setpoint from its next step on) or ``rejected``
+at once. The acknowledgements of one read of a gateway's socket go out
+together, the ``applied`` ones of a tick too; when the validity of the applied
 setpoint runs out the device returns to its safe default (NaN setpoint:
 battery idle, no PV curtailment, EV at its own limit).
 
@@ -46,7 +47,17 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from adapters.mqtt.client import FastClient, parse_broker_url
-from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
+from adapters.mqtt.topics import (
+    SETPOINT,
+    ack_topic,
+    device_status_topic,
+    parse_command_topic,
+    setpoint_filter,
+    site_status_topic,
+    site_telemetry_topic,
+)
+from twin.fleet import BATTERY, PV, Fleet
+from twin.limits import SETPOINT_KEY, setpoint_bounds_kw
 from twin.model import Twin
 from twin.solar import clear_sky, sun_position
 from twin.state import StepInputs
@@ -59,25 +70,6 @@ MALFORMED: tuple[bytes, ...] = (
     b"{not json", b'{"ts": "yesterday", "devices": {}}', b'{"ts": 1, "devices": [1, 2]}',
     b"NaN", b'{"ts": 4102444800, "devices": {}}',
 )
-
-
-def device_limits_kw(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
-    """Lowest and highest setpoint each device accepts [kW] (NaN bounds: no setpoint).
-
-    Battery ``p_kw`` in ``[-charge_kw, discharge_kw]``; PV ``p_limit_kw`` in
-    ``[0, inverter_kw]``; EV charger ``p_limit_kw`` in ``[0, ev_max_kw]``.
-    """
-    t = fleet.device_type
-    f = fleet.device_float
-    lo = np.full(fleet.n_devices, np.nan)
-    hi = np.full(fleet.n_devices, np.nan)
-    b = t == BATTERY
-    lo[b], hi[b] = -f["charge_kw"][b], f["discharge_kw"][b]
-    pv = t == PV
-    lo[pv], hi[pv] = 0.0, f["inverter_kw"][pv]
-    ev = t == EV_CHARGER
-    lo[ev], hi[ev] = 0.0, f["ev_max_kw"][ev]
-    return lo, hi
 
 
 def weather_inputs(fleet: Fleet, t_s: float) -> StepInputs:
@@ -136,7 +128,7 @@ class Emulator:
         self.applied_version = np.zeros(n, dtype=np.int64)
         self.valid_until_s = np.full(n, np.nan)
         self.e_kwh = np.zeros(n)  # energy meter, cumulative, signed as p_kw
-        self.lo_kw, self.hi_kw = device_limits_kw(fleet)
+        self.lo_kw, self.hi_kw = setpoint_bounds_kw(fleet)  # twin.limits: what it accepts
         wanted = set(sites) if sites is not None else None
         self.site_rows = [i for i, s in enumerate(fleet.site_id.tolist())
                           if wanted is None or s in wanted]
@@ -175,7 +167,7 @@ class Emulator:
             c.username_pw_set(user, password)
         if self.target.tls:
             c.tls_set_context(ssl.create_default_context())
-        c.will_set(f"sites/{site}/status", b"offline", qos=1, retain=True)
+        c.will_set(site_status_topic(site), b"offline", qos=1, retain=True)
         c.on_connect = self._on_connect
         c.raw_sink = lambda topic, payload: self._on_setpoint(c, site_row, topic, payload)
         c.on_disconnect = self._on_disconnect
@@ -205,11 +197,10 @@ class Emulator:
         # does not walk the unacknowledged messages on every PUBACK).
         limit = getattr(properties, "ReceiveMaximum", None)
         c.limit_inflight(int(limit) if limit else 0)
-        c.subscribe([(f"sites/{site}/devices/+/commands/setpoint", SubscribeOptions(qos=1))])
-        c.publish(f"sites/{site}/status", b"online", qos=1, retain=True)
+        c.subscribe([(setpoint_filter(site), SubscribeOptions(qos=1))])
+        c.publish(site_status_topic(site), b"online", qos=1, retain=True)
         for d in range(self.fleet.site_start[site_row], self.fleet.site_stop[site_row]):
-            c.publish(f"sites/{site}/devices/{self._ids[d]}/status", b"online", qos=1,
-                      retain=True)
+            c.publish(device_status_topic(site, self._ids[d]), b"online", qos=1, retain=True)
         self._online.add(site_row)
         self._retry_at.pop(site_row, None)
 
@@ -253,7 +244,7 @@ class Emulator:
         """Publish ``offline`` for every gateway and disconnect cleanly."""
         for row, c in self._clients.items():
             if row in self._online:
-                c.publish(f"sites/{self.fleet.site_id[row]}/status", b"offline", qos=1,
+                c.publish(site_status_topic(self.fleet.site_id[row]), b"offline", qos=1,
                           retain=True)
         self.poll(0.05)
         for c in self._clients.values():
@@ -348,11 +339,11 @@ class Emulator:
 
     # -- setpoints ---------------------------------------------------------------
     def _on_setpoint(self, c: mqtt.Client, site_row: int, topic: str, payload: bytes) -> None:
-        parts = topic.split("/")
-        if len(parts) != 6 or not payload:
+        top = parse_command_topic(topic)
+        if top is None or top.command != SETPOINT or not payload:
             return
-        acks = self.handle_setpoint(site_row, parts[3], payload, self.clock())
-        topic = f"sites/{parts[1]}/devices/{parts[3]}/commands/ack"
+        acks = self.handle_setpoint(site_row, top.device_id, payload, self.clock())
+        topic = ack_topic(top.site_id, top.device_id)
         for a in acks:
             if a["status"] == "applied" and len(acks) > 1:  # a new setpoint: at the tick
                 self._applied.setdefault(site_row, []).append((topic, a))
@@ -397,7 +388,7 @@ class Emulator:
         if reason:
             acks.append(self._ack(cid, version, "rejected", now_s, reason))
             return acks
-        key = "p_kw" if self.fleet.device_type[row] == BATTERY else "p_limit_kw"
+        key = SETPOINT_KEY[int(self.fleet.device_type[row])]
         self.setpoint[row] = float(cmd["setpoint"][key])
         self.applied_version[row] = version
         self.valid_until_s[row] = float(cmd["valid_until"])
@@ -412,7 +403,7 @@ class Emulator:
             return "valid_until has passed"
         if math.isnan(self.lo_kw[row]):
             return "device takes no setpoint"
-        key = "p_kw" if self.fleet.device_type[row] == BATTERY else "p_limit_kw"
+        key = SETPOINT_KEY[int(self.fleet.device_type[row])]
         sp = cmd.get("setpoint")
         value = sp.get(key) if isinstance(sp, dict) else None
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(
@@ -472,7 +463,7 @@ class Emulator:
             payload = orjson.dumps({"ts": ts, "devices": devices})
             if self.malformed_rate and self.rng.random() < self.malformed_rate:
                 payload = MALFORMED[int(self.rng.integers(len(MALFORMED)))]
-            topic = f"sites/{self.fleet.site_id[srow]}/telemetry"
+            topic = site_telemetry_topic(self.fleet.site_id[srow])
             if self.jitter_s > 0 or self.delay_s > 0:
                 at = time.monotonic() + self.delay_s + float(self.rng.uniform(0, self.jitter_s))
                 self._pending.append((at, srow, topic, payload))

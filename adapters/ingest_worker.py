@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.mqtt.ingest import TelemetryIngest, validate_group
+from adapters.mqtt.ingest import TelemetryIngest
+from adapters.mqtt.topics import validate_group
 from adapters.storage import StorageError, TimeSeriesStore, open_store, unix_seconds
 from twin.fleet import Fleet
 from twin.telemetry import METRICS

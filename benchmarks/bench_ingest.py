@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from adapters.mqtt.topics import device_telemetry_topic, metric_topic, site_telemetry_topic
 from twin.generator import REFERENCE_SITES, generate_fleet
 
 METRIC_VALUES = {"p_kw": 1.5, "q_kvar": 0.1, "v": 231.0, "e_kwh": 1234.5, "temp_c": 25.0,
@@ -46,16 +47,15 @@ def _messages(shape: str, n_sites: int, n_metrics: int, ts: float) -> list[tuple
         ids = fleet.device_id[fleet.site_start[s]:fleet.site_stop[s]].tolist()
         if shape == "site":
             devs = {d: {m: METRIC_VALUES[m] for m in metrics} for d in ids}
-            out.append((f"sites/{site}/telemetry", orjson.dumps({"ts": ts, "devices": devs})))
+            out.append((site_telemetry_topic(site), orjson.dumps({"ts": ts, "devices": devs})))
         elif shape == "device":
             for d in ids:
                 body = {"ts": ts, **{m: METRIC_VALUES[m] for m in metrics}}
-                out.append((f"sites/{site}/devices/{d}/telemetry", orjson.dumps(body)))
+                out.append((device_telemetry_topic(site, d), orjson.dumps(body)))
         else:
             for d in ids:
                 for m in metrics:
-                    out.append((f"sites/{site}/devices/{d}/telemetry/{m}",
-                                orjson.dumps(METRIC_VALUES[m])))
+                    out.append((metric_topic(site, d, m), orjson.dumps(METRIC_VALUES[m])))
     return out
 
 

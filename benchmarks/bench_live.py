@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from adapters.mqtt.topics import SETPOINT_FILTER
+
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES_PER_SITE = 9967 / 342
 ADMIN = ("bench", "bench-pass-1")
@@ -178,7 +180,7 @@ def _approve_to_device(base: str, headers: dict[str, str], mqtt_url: str,
              # 20 unacknowledged messages a real device's client allows (libmosquitto's
              # default Receive Maximum); -R: not the retained setpoints of before.
              "-V", "mqttv5", "-q", "0", "-R",
-             "-F", "%U", "-t", "sites/+/devices/+/commands/setpoint"], stdout=sink)
+             "-F", "%U", "-t", SETPOINT_FILTER], stdout=sink)
     try:
         time.sleep(1.0)
 

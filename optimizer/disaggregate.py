@@ -23,6 +23,7 @@ import numpy as np
 
 from optimizer.sitedata import SiteData, charger_active
 from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
+from twin.limits import setpoint_bounds_kw
 from twin.physics import battery_step
 
 CURTAIL_TOL_KW = 1e-3
@@ -69,17 +70,19 @@ def disaggregate(fleet: Fleet, sd: SiteData, sites: np.ndarray, site_battery_kw:
     local[sites] = np.arange(len(sites))
     kind, site_of = fleet.device_type, fleet.device_site
     mine = in_set[site_of] & sd.device_ok
+    lo_kw, hi_kw = setpoint_bounds_kw(fleet)  # each device's own limits (twin.limits)
 
     bat_kw, gap = _batteries(fleet, sd, mine & (kind == BATTERY), local, site_battery_kw,
-                             len(sites), t_n, dt_h, out)
+                             len(sites), t_n, dt_h, out, lo_kw, hi_kw)
     _pv(fleet, sd, mine & (kind == PV), local, site_pv_kw, out)
-    ev_kw = _ev(fleet, sd, mine & (kind == EV_CHARGER), local, site_ev_kw, t_n, dt_h, out)
+    ev_kw = _ev(fleet, sd, mine & (kind == EV_CHARGER), local, site_ev_kw, t_n, dt_h, out,
+                hi_kw)
     return Disaggregated(out, bat_kw, gap, ev_kw)
 
 
 def _batteries(fleet: Fleet, sd: SiteData, mask: np.ndarray, local: np.ndarray,
-               site_kw: np.ndarray, k: int, t_n: int, dt_h: float,
-               out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               site_kw: np.ndarray, k: int, t_n: int, dt_h: float, out: np.ndarray,
+               lo_kw: np.ndarray, hi_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.flatnonzero(mask & (np.nan_to_num(fleet.battery_kwh, nan=0.0) > 0))
     bat_kw = np.zeros((t_n, fleet.n_devices))
     gap = np.zeros((t_n, k))
@@ -88,7 +91,7 @@ def _batteries(fleet: Fleet, sd: SiteData, mask: np.ndarray, local: np.ndarray,
         return bat_kw, gap
     s = local[fleet.device_site[rows]]
     cap = fleet.battery_kwh[rows]
-    ch_kw, dis_kw = fleet.charge_kw[rows], fleet.discharge_kw[rows]
+    ch_kw, dis_kw = -lo_kw[rows], hi_kw[rows]
     eta_c, eta_d = fleet.charge_eff[rows], fleet.discharge_eff[rows]
     lo, hi = fleet.soc_min[rows] * cap, fleet.soc_max[rows] * cap
     e = np.clip(sd.e0_device_kwh[rows], lo, hi)
@@ -187,7 +190,7 @@ def _pv(fleet: Fleet, sd: SiteData, mask: np.ndarray, local: np.ndarray, site_kw
 
 
 def _ev(fleet: Fleet, sd: SiteData, mask: np.ndarray, local: np.ndarray, site_kw: np.ndarray,
-        t_n: int, dt_h: float, out: np.ndarray) -> np.ndarray:
+        t_n: int, dt_h: float, out: np.ndarray, hi_kw: np.ndarray) -> np.ndarray:
     ev_kw = np.zeros((t_n, fleet.n_devices))
     ses = sd.sessions
     use = mask[ses.charger_row]
@@ -207,7 +210,7 @@ def _ev(fleet: Fleet, sd: SiteData, mask: np.ndarray, local: np.ndarray, site_kw
     s = local[fleet.device_site[rows]]
     order = np.lexsort((deadline, s))
     rows, active, add, s = rows[order], active[order], add[order], s[order]
-    ev_max = fleet.ev_max_kw[rows]
+    ev_max = hi_kw[rows]
     need = np.zeros(len(rows))
     starts = np.searchsorted(s, s, side="left")  # first charger of each one's site
     for t in range(t_n):

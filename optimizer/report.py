@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from optimizer.sitedata import SiteData
-from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
+from twin.fleet import TYPE_CODE, Fleet
+from twin.limits import DEVICE_RULES, setpoint_bounds_kw, takes_setpoint
 
 SLACK_TOL = 1e-6
 
@@ -68,26 +69,26 @@ def slack_diagnosis(fleet: Fleet, sd: SiteData, site_slack: dict[str, np.ndarray
 def setpoint_violations(fleet: Fleet, setpoints: np.ndarray, tol_kw: float = 1e-6) -> list[str]:
     """Setpoints outside a device's own limits (empty list when all are inside).
 
-    Batteries: ``-charge_kw <= p_kw <= discharge_kw``; PV: ``0 <= p_limit_kw
-    <= inverter_kw``; EV chargers: ``0 <= p_limit_kw <= ev_max_kw``; loads: NaN.
+    The limits are :func:`twin.limits.setpoint_bounds_kw` (batteries
+    ``-charge_kw <= p_kw <= discharge_kw``, PV ``0 <= p_limit_kw <= inverter_kw``,
+    EV chargers ``0 <= p_limit_kw <= ev_max_kw``), widened by ``tol_kw`` [kW];
+    loads must get NaN (no setpoint).
     """
     problems = []
     kind = fleet.device_type
-    checks = (
-        (BATTERY, -np.nan_to_num(fleet.charge_kw), np.nan_to_num(fleet.discharge_kw), "battery"),
-        (PV, np.zeros(fleet.n_devices), np.nan_to_num(fleet.inverter_kw), "pv"),
-        (EV_CHARGER, np.zeros(fleet.n_devices), np.nan_to_num(fleet.ev_max_kw), "ev_charger"),
-    )
-    for code, lo, hi, label in checks:
-        rows = np.flatnonzero(kind == code)
+    lo, hi = setpoint_bounds_kw(fleet)
+    for name, rule in DEVICE_RULES.items():
+        if rule.setpoint_key is None:
+            continue
+        rows = np.flatnonzero(kind == TYPE_CODE[name])
         sp = setpoints[:, rows]
         bad = ~np.isnan(sp) & ((sp < lo[rows] - tol_kw) | (sp > hi[rows] + tol_kw))
         for t, j in np.argwhere(bad)[:20]:
-            problems.append(f"{label} {fleet.device_id[rows[j]]} step {t}: {sp[t, j]:.6g} kW "
+            problems.append(f"{name} {fleet.device_id[rows[j]]} step {t}: {sp[t, j]:.6g} kW "
                             f"outside [{lo[rows[j]]:.6g}, {hi[rows[j]]:.6g}]")
         if not np.all(np.isfinite(sp) | np.isnan(sp)):
-            problems.append(f"{label}: infinite setpoint")
-    others = np.flatnonzero(~np.isin(kind, (BATTERY, PV, EV_CHARGER)))
+            problems.append(f"{name}: infinite setpoint")
+    others = np.flatnonzero(~takes_setpoint(kind))
     if (~np.isnan(setpoints[:, others])).any():
         problems.append("loads got setpoints")
     return problems

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from optimizer.types import EvSessions, Forecast, OptimizerConfig, OptimizerInputError
 from optimizer.validate import check_initial_soc
 from twin.fleet import BATTERY, PV, Fleet
+from twin.limits import setpoint_bounds_kw
 from twin.state import TwinState
 
 INF = np.inf
@@ -142,8 +143,9 @@ def build_site_data(fleet: Fleet, initial: TwinState | float | np.ndarray | None
 
     bat = (kind == BATTERY) & ok
     kwh = np.nan_to_num(fleet.battery_kwh, nan=0.0)
-    ch_max = per_site(np.nan_to_num(fleet.charge_kw, nan=0.0), bat)
-    dis_max = per_site(np.nan_to_num(fleet.discharge_kw, nan=0.0), bat)
+    lo_kw, hi_kw = setpoint_bounds_kw(fleet)  # each device's own limits (twin.limits)
+    ch_max = per_site(np.nan_to_num(-lo_kw, nan=0.0), bat)
+    dis_max = per_site(np.nan_to_num(hi_kw, nan=0.0), bat)
     e_min = per_site(np.nan_to_num(fleet.soc_min, nan=0.0) * kwh, bat)
     e_max = per_site(np.nan_to_num(fleet.soc_max, nan=0.0) * kwh, bat)
     cap = per_site(kwh, bat)
@@ -187,7 +189,8 @@ def build_site_data(fleet: Fleet, initial: TwinState | float | np.ndarray | None
     # EV: per-site power cap, cumulative requirement and total energy wanted.
     sessions = map_sessions(fleet, forecast, config, t0_s)
     sessions_ok = ok[sessions.charger_row]
-    ev_cap, req_due, need_total = _ev_site_arrays(fleet, sessions, sessions_ok, t_n, dt_h)
+    ev_cap, req_due, need_total = _ev_site_arrays(fleet, sessions, sessions_ok, t_n, dt_h,
+                                                  hi_kw)
     need_total = np.maximum(need_total, 0.0)
     req_cum = np.minimum(np.cumsum(req_due, axis=1), need_total[:, None])  # no 1e-14 crossings
 
@@ -245,7 +248,7 @@ def build_site_data(fleet: Fleet, initial: TwinState | float | np.ndarray | None
 
 
 def _ev_site_arrays(fleet: Fleet, ses: Sessions, ses_ok: np.ndarray, t_n: int,
-                    dt_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    dt_h: float, hi_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s_n = fleet.n_sites
     req = np.zeros((s_n, t_n + 1))
     # A session due in the horizon must be served by its last step; one that cannot
@@ -254,7 +257,7 @@ def _ev_site_arrays(fleet: Fleet, ses: Sessions, ses_ok: np.ndarray, t_n: int,
     np.add.at(req, (ses.site[due], np.maximum(ses.last[due], 0)), ses.need_kwh[due])
     need_total = np.bincount(ses.site, weights=ses.need_kwh, minlength=s_n)
     active = charger_active(ses, ses_ok, fleet.n_devices, t_n)
-    ev_max = np.nan_to_num(fleet.ev_max_kw, nan=0.0)
+    ev_max = np.nan_to_num(hi_kw, nan=0.0)  # a charger's limit, shared by its sessions
     ev_cap = np.zeros((s_n, t_n))
     rows = np.flatnonzero(active.any(axis=1))
     np.add.at(ev_cap, fleet.device_site[rows], active[rows] * ev_max[rows, None])

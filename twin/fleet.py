@@ -407,7 +407,7 @@ def parse_fleet(data: Any, source: str = "fleet") -> Fleet:
     if not isinstance(data, dict) or not isinstance(data.get("sites"), list) or not isinstance(
         data.get("devices"), list
     ):
-        raise FleetError([(source, "sites/devices", "expected an object with lists 'sites' "
+        raise FleetError([(source, "sites, devices", "expected an object with lists 'sites' "
                            "and 'devices' (and optionally 'feeders')")])
     return Fleet.from_records(data["sites"], data["devices"], data.get("feeders", []))
 

@@ -20,6 +20,10 @@ rejected | expired`` from the device's acknowledgements on
 * :meth:`CommandPublisher.send_many` publishes a whole plan step in one go
   (validated first, one store write per record, one pass over paho).
 
+Records and versions live in a :class:`~adapters.mqtt.types.CommandStore`:
+:class:`MemoryCommandStore` (tests, demos; lost with the process) or the
+registry's durable :class:`adapters.registry.command_store.SqlCommandStore`.
+
 Locking: paho calls ``on_publish`` and ``on_message`` while it holds its own
 mutexes, and those callbacks take the publisher's lock. So the publisher
 never calls paho while it holds that lock: records change under the lock,
@@ -30,7 +34,7 @@ and so is a device's acknowledgement that arrives before its command's record.
 
 Typical use (the live service)::
 
-    pub = CommandPublisher(fleet, SqliteCommandStore("commands.db"))
+    pub = CommandPublisher(fleet, SqlCommandStore(registry))
     pub.add_listener(on_change)          # fn(record: CommandRecord) on every state change
     pub.start("mqtt://broker:1883")
     pub.send("S0001-BAT01", 250.0, valid_for_s=900)
@@ -57,7 +61,7 @@ import orjson
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from adapters.mqtt.client import connect, make_client, reason_failed
-from adapters.mqtt.store import MemoryCommandStore
+from adapters.mqtt.topics import ACK, ACK_FILTER, parse_command_topic, setpoint_topic
 from adapters.mqtt.types import (
     ACK_STATUSES,
     APPLIED,
@@ -66,22 +70,21 @@ from adapters.mqtt.types import (
     RECEIVED,
     REJECTED,
     SENT,
+    TERMINAL_STATES,
     CommandRecord,
     CommandStore,
 )
-from twin.fleet import BATTERY, EV_CHARGER, PV, Fleet
+from twin.fleet import Fleet
+from twin.limits import SETPOINT_KEY, takes_setpoint
 
 log = logging.getLogger(__name__)
 
-ACK_FILTER = "sites/+/devices/+/commands/ack"
 # QoS 1 setpoints in flight before paho holds the rest back for PUBACKs: none (0), so a
 # whole plan step goes out at once, unless the broker announces a Receive Maximum. (With a
 # limit, paho walks all unacknowledged messages on every PUBACK: quadratic in a burst.)
 MAX_INFLIGHT = 0
 # A broker announcing a smaller Receive Maximum runs with stock limits: warn once.
 SMALL_RECEIVE_MAXIMUM = 1000
-# Setpoint key per device type code.
-SETPOINT_KEY: dict[int, str] = {BATTERY: "p_kw", PV: "p_limit_kw", EV_CHARGER: "p_limit_kw"}
 
 
 def _uuids(n: int) -> list[str]:
@@ -94,12 +97,37 @@ def _uuids(n: int) -> list[str]:
             f"{h[i + 20:i + 32]}" for i in range(0, 32 * n, 32)]
 
 
-def setpoint_topic(site_id: str, device_id: str) -> str:
-    return f"sites/{site_id}/devices/{device_id}/commands/setpoint"
+class MemoryCommandStore:
+    """A :class:`~adapters.mqtt.types.CommandStore` in dicts; lost when the process ends."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._versions: dict[str, int] = {}
+        self._records: dict[str, CommandRecord] = {}
 
-def ack_topic(site_id: str, device_id: str) -> str:
-    return f"sites/{site_id}/devices/{device_id}/commands/ack"
+    def next_version(self, device_id: str) -> int:
+        with self._lock:
+            v = self._versions.get(device_id, 0) + 1
+            self._versions[device_id] = v
+            return v
+
+    def save(self, record: CommandRecord) -> None:
+        with self._lock:
+            self._records[record.command_id] = record
+
+    def get(self, command_id: str) -> CommandRecord | None:
+        return self._records.get(command_id)
+
+    def open_commands(self) -> list[CommandRecord]:
+        with self._lock:
+            return [r for r in self._records.values() if r.state not in TERMINAL_STATES]
+
+    def history(self, device_id: str | None = None, limit: int = 100) -> list[CommandRecord]:
+        with self._lock:
+            recs = [r for r in self._records.values()
+                    if device_id is None or r.device_id == device_id]
+        recs.sort(key=lambda r: (r.issued_at_s, r.version), reverse=True)
+        return recs[:limit]
 
 
 class CommandPublisher:
@@ -319,8 +347,7 @@ class CommandPublisher:
         if valid_for_s is None or valid_for_s <= 0:
             raise ValueError("give valid_for_s > 0")
         now = self.clock() if now_s is None else float(now_s)
-        rows = np.flatnonzero(np.isfinite(setpoint) & np.isin(self.fleet.device_type,
-                                                              list(SETPOINT_KEY)))
+        rows = np.flatnonzero(np.isfinite(setpoint) & takes_setpoint(self.fleet.device_type))
         until = now + float(valid_for_s)
         return self.send_many([(str(self.fleet.device_id[r]), float(setpoint[r]), until)
                                for r in rows], now_s=now)
@@ -469,14 +496,14 @@ class CommandPublisher:
         ``"applied"``, ``"rejected"``, the reason it was ignored, or ``"early"``: its
         command may be one of a batch being recorded, and it is applied after that)."""
         now = self.clock() if now_s is None else now_s
-        parts = topic.split("/")
+        top = parse_command_topic(topic)
         try:
             ack = orjson.loads(payload)
             cid, version, status = ack["command_id"], int(ack["version"]), ack["status"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             self.ignored_acks["malformed"] += 1
             return "malformed"
-        if status not in ACK_STATUSES or len(parts) != 6:
+        if status not in ACK_STATUSES or top is None or top.command != ACK:
             self.ignored_acks["malformed"] += 1
             return "malformed"
         with self._lock:
@@ -488,7 +515,7 @@ class CommandPublisher:
                 why = "late_or_duplicate" if self.store.get(cid) else "unknown"
                 self.ignored_acks[why] += 1
                 return why
-            if rec.version != version or rec.device_id != parts[3]:
+            if rec.version != version or rec.device_id != top.device_id:
                 self.ignored_acks["mismatch"] += 1
                 return "mismatch"
             if status == "received":

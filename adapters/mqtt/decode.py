@@ -23,11 +23,20 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from twin.fleet import BATTERY, EV_CHARGER, LOAD, PV, Fleet
+from adapters.mqtt.topics import (
+    DEVICE,
+    DEVICE_STATUS,
+    MAX_METRIC_NAME,
+    METRIC,
+    SITE_STATUS,
+    Topic,
+    parse_topic,
+)
+from twin.fleet import Fleet
+from twin.limits import rated_power_kw
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE_S = 86_400.0  # a time stamp further ahead than this is refused
-MAX_METRIC_NAME = 64
 MAX_LAYOUTS = 200_000  # cached payload layouts (per site, device topic, metric topic)
 
 # Physical range of each standard metric (inclusive). Unknown metrics: finite only.
@@ -40,18 +49,7 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "temp_c": (-80.0, 200.0),
 }
 DEFAULT_RANGE = (-1.0e15, 1.0e15)
-P_KW_MARGIN = 1.5  # |p_kw| may reach this times the device's rated power
-
-# Topic kinds.
-METRIC, DEVICE, SITE, SITE_STATUS, DEVICE_STATUS = (
-    "metric", "device", "site", "site_status", "device_status")
-
-
-class Topic(NamedTuple):
-    kind: str
-    site_id: str
-    device_id: str | None
-    metric: str | None
+P_KW_MARGIN = 1.5  # |p_kw| may reach this times the device's rated power (twin.limits)
 
 
 class TelemetryValue(NamedTuple):
@@ -69,31 +67,6 @@ class Decoded:
     values: list[TelemetryValue] = field(default_factory=list)
     status: tuple[str, str | None, bool] | None = None  # (site, device or None, online)
     rejects: Counter[str] = field(default_factory=Counter)
-
-
-def parse_topic(topic: str) -> Topic | None:
-    """Classify a topic; None when it is not a telemetry or status topic."""
-    p = topic.split("/")
-    n = len(p)
-    if n < 3 or p[0] != "sites" or not p[1]:
-        return None
-    if n == 3:
-        if p[2] == "telemetry":
-            return Topic(SITE, p[1], None, None)
-        if p[2] == "status":
-            return Topic(SITE_STATUS, p[1], None, None)
-        return None
-    if p[2] != "devices" or not p[3] or n < 5:
-        return None
-    if n == 5:
-        if p[4] == "telemetry":
-            return Topic(DEVICE, p[1], p[3], None)
-        if p[4] == "status":
-            return Topic(DEVICE_STATUS, p[1], p[3], None)
-        return None
-    if n == 6 and p[4] == "telemetry" and p[5] and len(p[5]) <= MAX_METRIC_NAME:
-        return Topic(METRIC, p[1], p[3], p[5])
-    return None
 
 
 def parse_status(payload: bytes) -> bool | None:
@@ -224,18 +197,6 @@ def decode(topic: str, payload: bytes, now_s: float) -> Decoded:
             else:
                 out.values.append(TelemetryValue(top.site_id, device_id, metric, float(v), ts))
     return out
-
-
-def rated_power_kw(fleet: Fleet) -> np.ndarray:
-    """Rated power of each device row [kW], for the p_kw plausibility bound."""
-    t = fleet.device_type
-    rated = np.zeros(fleet.n_devices)
-    f = fleet.device_float
-    rated[t == PV] = f["inverter_kw"][t == PV]
-    rated[t == BATTERY] = np.fmax(f["charge_kw"], f["discharge_kw"])[t == BATTERY]
-    rated[t == EV_CHARGER] = (f["ev_max_kw"] * fleet.ev_connectors)[t == EV_CHARGER]
-    rated[t == LOAD] = f["load_peak_kw"][t == LOAD]
-    return np.nan_to_num(rated, nan=0.0)
 
 
 @dataclass

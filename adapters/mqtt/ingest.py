@@ -48,14 +48,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from adapters.mqtt.client import connect, make_client, reason_failed
 from adapters.mqtt.decode import Batch, BatchDecoder
+from adapters.mqtt.topics import telemetry_filters, validate_group
 from twin.fleet import Fleet
 from twin.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-
-# Topic filters under one site (telemetry of three shapes, gateway and device status).
-SITE_FILTERS: tuple[str, ...] = (
-    "telemetry", "status", "devices/+/telemetry", "devices/+/telemetry/+", "devices/+/status")
 
 
 @dataclass(frozen=True)
@@ -72,22 +69,6 @@ class StatusEvent:
     rows: np.ndarray
     values: np.ndarray
     t_s: float
-
-
-def validate_group(group: str) -> str:
-    """Check a shared-subscription group name and return it.
-
-    MQTT 5 (and Mosquitto for 3.1.1 clients) takes ``$share/{group}/{filter}``;
-    the group is one non-empty topic level without wildcards. Raises
-    ``ValueError`` naming what is wrong.
-    """
-    if not isinstance(group, str) or not group:
-        raise ValueError(f"shared subscription group must be a non-empty name, got {group!r}")
-    bad = sorted(c for c in set(group) & set("/+#\0"))
-    if bad:
-        raise ValueError(f"shared subscription group {group!r} must not contain "
-                         f"{', '.join(repr(c) for c in bad)} (no '/', '+', '#')")
-    return group
 
 
 def owns_site(site_id: str, partition: tuple[int, int]) -> bool:
@@ -224,10 +205,10 @@ class TelemetryIngest:
     def topic_filters(self) -> list[str]:
         """The topic filters this worker subscribes to."""
         if self.shared_group is not None:
-            return [f"$share/{self.shared_group}/sites/+/{f}" for f in SITE_FILTERS]
+            return telemetry_filters(shared_group=self.shared_group)
         if self.partition[1] == 1:
-            return [f"sites/+/{f}" for f in SITE_FILTERS]
-        return [f"sites/{s}/{f}" for s in self.sites for f in SITE_FILTERS]
+            return telemetry_filters()
+        return telemetry_filters(self.sites)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, url: str, wait_s: float = 10.0) -> TelemetryIngest:

@@ -1,10 +1,11 @@
-"""Boundary types of the MQTT adapter: reject reasons, command records, the store protocol.
+"""Boundary types of the MQTT adapter: reject reasons, command states and records, the
+store protocol.
 
 A :class:`CommandStore` keeps command records and, per device, the last
 setpoint version handed out, so versions keep rising across restarts.
-:mod:`adapters.mqtt.store` has an in-memory and a SQLite implementation; the
-live service may back it with its SQL registry instead by implementing these
-five methods.
+:class:`adapters.mqtt.commands.MemoryCommandStore` keeps them in memory;
+:class:`adapters.registry.command_store.SqlCommandStore` in the SQL registry
+(durable: the live service's).
 """
 
 from __future__ import annotations
@@ -28,12 +29,23 @@ REJECT_REASONS: tuple[str, ...] = (
     "bad_status",        # status payload other than online/offline
 )
 
-# Command states. Terminal: applied, rejected, expired.
+# Command states, in life-cycle order (docs/protocol.md, "Command life cycle").
+# The publisher's states (the MQTT protocol's; a CommandRecord is in one of them):
+# queued -> sent (broker PUBACK) -> received (device ack) -> applied | rejected | expired.
 QUEUED, SENT, RECEIVED, APPLIED, REJECTED, EXPIRED = (
     "queued", "sent", "received", "applied", "rejected", "expired")
-COMMAND_STATES: tuple[str, ...] = (QUEUED, SENT, RECEIVED, APPLIED, REJECTED, EXPIRED)
-TERMINAL_STATES = frozenset({APPLIED, REJECTED, EXPIRED})
-ACK_STATUSES = frozenset({"received", "applied", "rejected"})
+PUBLISHER_STATES: tuple[str, ...] = (QUEUED, SENT, RECEIVED, APPLIED, REJECTED, EXPIRED)
+TERMINAL_STATES = frozenset({APPLIED, REJECTED, EXPIRED})  # the publisher's final states
+# States only the registry's commands have: before the publisher, scheduled (due
+# later) or pending (due, not yet handed out); instead of it, cancelled (by an
+# operator) or superseded (a newer command or plan for the device replaced it).
+SCHEDULED, PENDING, CANCELLED, SUPERSEDED = "scheduled", "pending", "cancelled", "superseded"
+PRE_STATES: tuple[str, ...] = (SCHEDULED, PENDING)
+COMMAND_STATES: tuple[str, ...] = (*PRE_STATES, *PUBLISHER_STATES, CANCELLED, SUPERSEDED)
+OPEN_STATES: tuple[str, ...] = (SCHEDULED, PENDING, QUEUED, SENT, RECEIVED)
+FINAL_STATES = frozenset(COMMAND_STATES) - frozenset(OPEN_STATES)
+# What a device's acknowledgement may say.
+ACK_STATUSES = frozenset({RECEIVED, APPLIED, REJECTED})
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,18 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.registry.commands import FINAL_STATUSES, WIRE_STATES
+from adapters.mqtt.types import (
+    EXPIRED,
+    FINAL_STATES,
+    PRE_STATES,
+    PUBLISHER_STATES,
+    QUEUED,
+    RECEIVED,
+    SENT,
+    SUPERSEDED,
+    TERMINAL_STATES,
+    CommandRecord,
+)
 from adapters.registry.db import Registry
 from adapters.registry.models import Command, DeviceVersion
 
@@ -180,7 +191,7 @@ class SqlCommandStore:
             c = s.scalar(select(Command).where(Command.command_id == command_id))
             if c is None or c.version is None:
                 return None
-            rec, row, final = to_command_record(c), c.id, c.status in FINAL_STATUSES
+            rec, row, final = to_command_record(c), c.id, c.status in FINAL_STATES
         if not final:  # it may be saved again: keep its row
             self._known_rows({command_id: row})
         return rec
@@ -189,7 +200,7 @@ class SqlCommandStore:
         self.flush()
         with self.registry.session() as s:
             rows = s.scalars(select(Command).where(
-                Command.status.in_(("queued", "sent", "received")))).all()
+                Command.status.in_((QUEUED, SENT, RECEIVED)))).all()
             recs = [to_command_record(c) for c in rows]
             row_of = {c.command_id: c.id for c in rows}
         self._known_rows(row_of)
@@ -359,25 +370,23 @@ def _apply(c: dict[str, Any], rec: Any) -> None:
     c["valid_until_s"] = rec.valid_until_s
     c["attempts"] = rec.attempts
     c["last_sent_s"] = rec.last_sent_s
-    if c["status"] not in FINAL_STATUSES:
+    if c["status"] not in FINAL_STATES:
         c["status"] = rec.state
-        if rec.state == "expired" and (rec.reason or "").startswith("superseded"):
-            c["status"] = "superseded"  # a newer version replaced it: not a failure
-        if rec.state in ("applied", "rejected", "expired") and rec.transitions:
+        if rec.state == EXPIRED and (rec.reason or "").startswith("superseded"):
+            c["status"] = SUPERSEDED  # a newer version replaced it: not a failure
+        if rec.state in TERMINAL_STATES and rec.transitions:
             c["acked_s"] = rec.transitions[-1][1]
     c["reason"] = rec.reason
-    before = [t for t in (c.get("transitions") or []) if t[0] in ("scheduled", "pending")]
+    before = [t for t in (c.get("transitions") or []) if t[0] in PRE_STATES]
     c["transitions"] = before + [[st, t] for st, t in rec.transitions]
 
 
-def to_command_record(c: Command) -> Any:
+def to_command_record(c: Command) -> CommandRecord:
     """The registry row as an ``adapters.mqtt.types.CommandRecord``."""
-    from adapters.mqtt.types import CommandRecord
-
-    state = c.status if c.status in WIRE_STATES else "expired"
+    state = c.status if c.status in PUBLISHER_STATES else EXPIRED
     return CommandRecord(c.command_id, c.site_id, c.device_id, int(c.version or 0),
                          {c.kind: c.value}, float(c.issued_at_s or c.created_s),
                          float(c.valid_until_s), state, c.reason, int(c.attempts or 0),
                          c.last_sent_s,
                          tuple((str(st), float(t)) for st, t in (c.transitions or [])
-                               if st in WIRE_STATES))
+                               if st in PUBLISHER_STATES))

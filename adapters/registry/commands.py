@@ -18,15 +18,26 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from adapters.mqtt.types import (
+    CANCELLED,
+    COMMAND_STATES,
+    EXPIRED,
+    FINAL_STATES,
+    PENDING,
+    PRE_STATES,
+    QUEUED,
+    RECEIVED,
+    REJECTED,
+    SCHEDULED,
+    SENT,
+    SUPERSEDED,
+    TERMINAL_STATES,
+)
 from adapters.registry.db import RegistryError
 from adapters.registry.models import Command, DeviceVersion
+from twin.limits import SETPOINT_KEY
 
-PRE_STATES: tuple[str, ...] = ("scheduled", "pending")
-WIRE_STATES: tuple[str, ...] = ("queued", "sent", "received", "applied", "rejected", "expired")
-COMMAND_STATUSES: tuple[str, ...] = (*PRE_STATES, *WIRE_STATES, "cancelled", "superseded")
-OPEN_STATUSES: tuple[str, ...] = ("scheduled", "pending", "queued", "sent", "received")
-FINAL_STATUSES: frozenset[str] = frozenset(COMMAND_STATUSES) - frozenset(OPEN_STATUSES)
-KINDS: tuple[str, ...] = ("p_kw", "p_limit_kw")
+KINDS: tuple[str, ...] = tuple(sorted(set(SETPOINT_KEY.values())))  # setpoint keys
 
 
 def command_record(c: Command) -> dict[str, Any]:
@@ -83,7 +94,7 @@ def add_commands(s: Session, items: list[dict[str, Any]], t_s: float) -> list[di
         return []
     rows = []
     for it in items:
-        status = "pending" if it["due_s"] <= t_s else "scheduled"
+        status = PENDING if it["due_s"] <= t_s else SCHEDULED
         rows.append({"command_id": uuid.uuid4().hex, "site_id": it["site_id"],
                      "device_id": it["device_id"], "version": None, "kind": it["kind"],
                      "value": float(it["value"]), "source": it["source"],
@@ -117,13 +128,13 @@ def mark_queued(s: Session, commands: list[dict[str, Any]], t_s: float) -> None:
     params = []
     for c in commands:
         c["version"] = versions[c["device_id"]].pop(0)
-        c["status"] = "queued"
+        c["status"] = QUEUED
         c["issued_at_s"] = t_s
-        c["transitions"] = [*c.get("transitions", []), ["queued", t_s]]
+        c["transitions"] = [*c.get("transitions", []), [QUEUED, t_s]]
         params.append({"i": c["id"], "v": c["version"], "tr": c["transitions"]})
     t = Command.__table__
     s.execute(update(t).where(t.c.id == bindparam("i"))
-              .values(version=bindparam("v"), status="queued", issued_at_s=t_s,
+              .values(version=bindparam("v"), status=QUEUED, issued_at_s=t_s,
                       transitions=bindparam("tr")), params)
 
 
@@ -132,7 +143,7 @@ def mark_handed_out(s: Session, ids: list[int], t_s: float) -> None:
     for i in range(0, len(ids), 5000):
         part = ids[i:i + 5000]
         s.execute(update(Command).where(Command.id.in_(part), Command.status.in_(PRE_STATES))
-                  .values(status="queued", issued_at_s=t_s)
+                  .values(status=QUEUED, issued_at_s=t_s)
                   .execution_options(synchronize_session=False))
 
 
@@ -140,7 +151,7 @@ def refuse(s: Session, row_id: int, t_s: float, reason: str) -> None:
     """The publisher refused the command: it ends ``rejected`` with the reason."""
     c = s.get(Command, row_id)
     if c is not None:
-        _move(c, "rejected", t_s, reason)
+        _move(c, REJECTED, t_s, reason)
 
 
 def set_state(s: Session, device_id: str, version: int, status: str, t_s: float,
@@ -149,8 +160,8 @@ def set_state(s: Session, device_id: str, version: int, status: str, t_s: float,
 
     A command in a final state keeps it.
     """
-    if status not in COMMAND_STATUSES:
-        raise RegistryError(f"command status {status!r} is not one of {COMMAND_STATUSES}")
+    if status not in COMMAND_STATES:
+        raise RegistryError(f"command status {status!r} is not one of {COMMAND_STATES}")
     c = s.scalar(select(Command).where(Command.device_id == device_id,
                                        Command.version == version))
     if c is None:
@@ -160,14 +171,14 @@ def set_state(s: Session, device_id: str, version: int, status: str, t_s: float,
 
 
 def _move(c: Command, status: str, t_s: float, reason: str | None) -> None:
-    if c.status in FINAL_STATUSES or c.status == status:
+    if c.status in FINAL_STATES or c.status == status:
         return
     c.status = status
     c.transitions = [*(c.transitions or []), [status, t_s]]
-    if status == "sent":
+    if status == SENT:
         c.last_sent_s = t_s
         c.attempts = (c.attempts or 0) + 1
-    if status in ("applied", "rejected", "expired"):
+    if status in TERMINAL_STATES:
         c.acked_s = t_s
     if reason:
         c.reason = reason
@@ -180,14 +191,14 @@ def cancel(s: Session, command_id: int, t_s: float) -> dict[str, Any]:
     if c.status not in PRE_STATES:
         raise CommandStateError(f"command {command_id} is {c.status}; only scheduled or pending "
                                 "commands can be cancelled")
-    _move(c, "cancelled", t_s, None)
+    _move(c, CANCELLED, t_s, None)
     return command_record(c)
 
 
 def supersede(s: Session, ids: list[int], t_s: float, reason: str) -> None:
     for c in s.scalars(select(Command).where(Command.id.in_(ids))):
         if c.status in PRE_STATES:
-            _move(c, "superseded", t_s, reason)
+            _move(c, SUPERSEDED, t_s, reason)
 
 
 def cancel_device_commands(s: Session, device_ids: list[str], t_s: float, reason: str
@@ -208,18 +219,18 @@ def cancel_plan_commands(s: Session, plan_id: str, t_s: float) -> int:
     rows = s.scalars(select(Command).where(Command.plan_id == plan_id,
                                            Command.status.in_(PRE_STATES))).all()
     for c in rows:
-        _move(c, "superseded", t_s, f"plan {plan_id} no longer in force")
+        _move(c, SUPERSEDED, t_s, f"plan {plan_id} no longer in force")
     return len(rows)
 
 
 def expire_overdue(s: Session, t_s: float, timeout_s: float) -> list[dict[str, Any]]:
     """``queued``/``sent``/``received`` commands past ``valid_until_s`` or without an
     answer ``timeout_s`` after they were issued become ``expired``."""
-    rows = s.scalars(select(Command).where(Command.status.in_(("queued", "sent", "received")),
+    rows = s.scalars(select(Command).where(Command.status.in_((QUEUED, SENT, RECEIVED)),
                                            (Command.valid_until_s < t_s)
                                            | (Command.issued_at_s < t_s - timeout_s))).all()
     for c in rows:
-        _move(c, "expired", t_s, f"no final acknowledgement within {timeout_s:g} s")
+        _move(c, EXPIRED, t_s, f"no final acknowledgement within {timeout_s:g} s")
     return [command_record(c) for c in rows]
 
 
@@ -232,8 +243,8 @@ def list_commands(s: Session, *, site_id: str | None = None, device_id: str | No
                   status: str | None = None, plan_id: str | None = None,
                   limit: int = 200) -> list[dict[str, Any]]:
     """Commands, newest first, narrowed by whichever filters are given."""
-    if status is not None and status not in COMMAND_STATUSES:
-        raise RegistryError(f"command status {status!r} is not one of {COMMAND_STATUSES}")
+    if status is not None and status not in COMMAND_STATES:
+        raise RegistryError(f"command status {status!r} is not one of {COMMAND_STATES}")
     q = select(Command).order_by(Command.id.desc()).limit(limit)
     if site_id:
         q = q.where(Command.site_id == site_id)

@@ -7,7 +7,6 @@ Records have the shape of :meth:`twin.fleet.Fleet.to_records` plus a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -253,20 +252,3 @@ def delete_device(s: Session, device_id: str) -> None:
     if row is None:
         raise RegistryError(f"no device {device_id!r}")
     s.delete(row)
-
-
-def device_limits(rec: dict[str, Any]) -> tuple[float, float]:
-    """The setpoint range ``(lo, hi)`` [kW] a device accepts.
-
-    Battery: ``[-charge_kw, discharge_kw]`` (positive = discharge). PV: a
-    power limit ``[0, inverter_kw]``. EV charger: a charging limit
-    ``[0, ev_max_kw * ev_connectors]``. Loads take no setpoint.
-    """
-    t = rec["type"]
-    if t == "battery":
-        return -float(rec["charge_kw"]), float(rec["discharge_kw"])
-    if t == "pv":
-        return 0.0, float(rec["inverter_kw"])
-    if t == "ev_charger":
-        return 0.0, float(rec["ev_max_kw"]) * float(rec.get("ev_connectors", 1))
-    return math.nan, math.nan

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from twin.fleet import BATTERY, PV, Fleet
+from twin.fleet import BATTERY, Fleet
 
 OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
@@ -202,18 +202,6 @@ def site_over_limit(site_net_kw: np.ndarray, import_limit_kw: np.ndarray,
     with np.errstate(invalid="ignore"):
         return np.isfinite(net) & ((net > export_limit_kw + margin_kw)
                                    | (-net > import_limit_kw + margin_kw))
-
-
-def device_ratings(fleet: Fleet) -> np.ndarray:
-    """Power rating per device row [kW]: PV inverter, battery max(charge, discharge),
-    EV charger maximum, load peak."""
-    f = fleet.device_float
-    t = fleet.device_type
-    rating = np.zeros(fleet.n_devices)
-    for name in ("inverter_kw", "charge_kw", "discharge_kw", "ev_max_kw", "load_peak_kw"):
-        rating = np.fmax(rating, np.nan_to_num(f[name]))
-    rating[t == PV] = np.nan_to_num(f["inverter_kw"][t == PV])
-    return rating
 
 
 def site_sum(fleet: Fleet, p_kw: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
+from adapters.mqtt.types import APPLIED, EXPIRED, REJECTED
 from adapters.registry import Registry
 from adapters.registry import alerts as alert_repo
 from adapters.registry import audit as audit_repo
@@ -37,7 +38,8 @@ from twin.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-COMMAND_TROUBLE: frozenset[str] = frozenset({"rejected", "expired"})
+# Command states that open an alert for the device (an applied one clears it).
+COMMAND_TROUBLE: frozenset[str] = frozenset({REJECTED, EXPIRED})
 
 
 def email_from_settings(settings: Settings) -> EmailNotifier | None:
@@ -182,7 +184,7 @@ class AlertLoop:
                     key, f"command_{status}", "warning",
                     f"setpoint {rec.get('value')} for {device} was {status}{reason}",
                     site_id=rec.get("site_id"), device_id=device))
-            elif status == "applied":
+            elif status == APPLIED:
                 self.manager.resolve(now, key)
         except Exception:
             log.exception("command alert for %s failed", device)

@@ -28,6 +28,7 @@ from api.alerts import detectors as det
 from api.alerts.manager import Condition
 from optimizer.forecast import clear_sky_pv_forecast
 from twin.fleet import BATTERY, DEVICE_TYPES, PV, Fleet
+from twin.limits import rated_power_kw
 
 ANOMALY_KINDS: tuple[str, ...] = ("setpoint_deviation", "pv_shortfall", "meter_frozen",
                                   "soc_drift")
@@ -100,7 +101,7 @@ class FleetWatch:
         self.fleet = fleet
         self.config = config or WatchConfig()
         f = fleet.device_float
-        self.rating_kw = det.device_ratings(fleet)
+        self.rating_kw = rated_power_kw(fleet)
         self.is_pv = fleet.device_type == PV
         self.is_bat = fleet.device_type == BATTERY
         self.pv_rows = np.flatnonzero(self.is_pv)

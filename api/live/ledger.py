@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.mqtt.types import COMMAND_STATES
 from adapters.registry import Registry
 from adapters.registry import commands as cmd_repo
 from api.live.hub import Hub
@@ -211,7 +212,7 @@ class LiveKpis:
         self.metrics.ws_clients.set(len(self.hub.clients))
         with self.registry.session() as s:
             counts = cmd_repo.count_by_status(s)
-        for status in cmd_repo.COMMAND_STATUSES:
+        for status in COMMAND_STATES:
             self.metrics.commands.labels(status).set(counts.get(status, 0))
 
     async def run(self, ledger_s: float, refresh_s: float = 1.0, push_every: int = 5) -> None:

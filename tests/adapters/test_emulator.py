@@ -8,9 +8,10 @@ import numpy as np
 import orjson
 import pytest
 
-from adapters.emulator import Emulator, device_limits_kw
+from adapters.emulator import Emulator
 from adapters.mqtt.ingest import TelemetryIngest
 from twin.generator import generate_fleet
+from twin.limits import setpoint_bounds_kw
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_setpoint_rules_and_safe_default(fleet):
     emu = Emulator(fleet, "mqtt://127.0.0.1:1")  # never connected: rules only
     row = int(fleet.rows_of_type("battery")[0])
     dev, site = str(fleet.device_id[row]), int(fleet.device_site[row])
-    lo, hi = device_limits_kw(fleet)
+    lo, hi = setpoint_bounds_kw(fleet)
     assert lo[row] == -fleet.charge_kw[row] and hi[row] == fleet.discharge_kw[row]
 
     def status(acks):

@@ -9,10 +9,13 @@ import orjson
 import pytest
 
 from adapters.emulator import Emulator
-from adapters.mqtt.commands import SETPOINT_KEY, CommandPublisher
-from adapters.mqtt.store import SqliteCommandStore
-from adapters.mqtt.types import APPLIED, EXPIRED, QUEUED, RECEIVED, REJECTED, SENT
+from adapters.mqtt.commands import CommandPublisher, MemoryCommandStore
+from adapters.mqtt.topics import ack_topic
+from adapters.mqtt.types import APPLIED, EXPIRED, QUEUED, RECEIVED, REJECTED, SENT, CommandRecord
+from adapters.registry import open_registry
+from adapters.registry.command_store import SqlCommandStore
 from twin.generator import generate_fleet
+from twin.limits import SETPOINT_KEY
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +154,7 @@ def test_duplicate_late_and_unknown_acks_are_ignored(fleet):
     pub = CommandPublisher(fleet, clock=lambda: clock[0])  # not started: no broker needed
     bat = _rows(fleet, "battery")[0]
     site = fleet.site_id[fleet.device_site[fleet.device_row[bat]]]
-    topic = f"sites/{site}/devices/{bat}/commands/ack"
+    topic = ack_topic(site, bat)
     rec = pub.send(bat, 10.0, valid_for_s=30)
 
     def ack(status, cid=rec.command_id, version=rec.version):
@@ -193,7 +196,7 @@ def test_an_ack_before_its_record_is_applied_once_the_record_exists(fleet, monke
     pub = CommandPublisher(fleet)  # not started: no broker needed
     bat = _rows(fleet, "battery")[0]
     site = fleet.site_id[fleet.device_site[fleet.device_row[bat]]]
-    topic = f"sites/{site}/devices/{bat}/commands/ack"
+    topic = ack_topic(site, bat)
     monkeypatch.setattr(commands, "_uuids", lambda n: [f"cmd-{i}" for i in range(n)])
     early = orjson.dumps({"command_id": "cmd-0", "version": 1, "status": "received"})
     stray = orjson.dumps({"command_id": "nobody", "version": 1, "status": "received"})
@@ -207,18 +210,47 @@ def test_an_ack_before_its_record_is_applied_once_the_record_exists(fleet, monke
 
 
 def test_versions_and_open_commands_survive_a_restart(fleet, tmp_path):
-    path = tmp_path / "commands.db"
+    """With the registry's durable store, a restarted publisher resumes the open commands
+    and never reuses a version."""
+    registry = open_registry(f"sqlite:///{tmp_path / 'reg.db'}")
     bat = _rows(fleet, "battery")[0]
-    first = CommandPublisher(fleet, SqliteCommandStore(path), clock=lambda: 1000.0)
+    first = CommandPublisher(fleet, SqlCommandStore(registry, flush_s=60.0),
+                             clock=lambda: 1000.0)
     a = first.send(bat, 1.0, valid_for_s=600)
     b = first.send(_rows(fleet, "pv")[0], 3.0, valid_for_s=600)
-    first.store.close()
-    second = CommandPublisher(fleet, SqliteCommandStore(path), clock=lambda: 1001.0)
-    c = second.send(bat, 2.0, valid_for_s=600)
-    assert (a.version, c.version) == (1, 2)
-    assert {r.command_id for r in second.open_commands()} == {b.command_id, c.command_id}
-    assert second.get(a.command_id).state == EXPIRED  # superseded by version 2
-    second.store.close()
+    first.store.close()  # its last flush writes everything
+    second = CommandPublisher(fleet, SqlCommandStore(registry, flush_s=60.0),
+                              clock=lambda: 1001.0)
+    try:
+        assert {r.command_id for r in second.open_commands()} == {a.command_id, b.command_id}
+        c = second.send(bat, 2.0, valid_for_s=600)
+        assert a.version == 1 and c.version > a.version
+        assert {r.command_id for r in second.open_commands()} == {b.command_id, c.command_id}
+        assert second.get(a.command_id).state == EXPIRED  # superseded by the newer version
+    finally:
+        second.store.close()
+        registry.close()
+
+
+def _rec(cid: str, device: str, version: int, t: float) -> CommandRecord:
+    return CommandRecord(cid, "S1", device, version, {"p_kw": 5.0}, t, t + 60,
+                         transitions=((QUEUED, t),))
+
+
+def test_memory_store_keeps_records_and_versions():
+    store = MemoryCommandStore()
+    assert [store.next_version("A") for _ in range(3)] == [1, 2, 3]
+    assert store.next_version("B") == 1
+    store.save(_rec("c1", "A", 1, 10.0))
+    store.save(_rec("c2", "A", 2, 20.0))
+    store.save(_rec("c3", "B", 1, 15.0))
+    store.save(store.get("c1").moved(APPLIED, 12.0))
+    assert store.get("c1").state == APPLIED
+    assert store.get("c1").transitions == ((QUEUED, 10.0), (APPLIED, 12.0))
+    assert store.get("nope") is None
+    assert {r.command_id for r in store.open_commands()} == {"c2", "c3"}
+    assert [r.command_id for r in store.history("A")] == ["c2", "c1"]
+    assert [r.command_id for r in store.history(limit=2)] == ["c2", "c3"]
 
 
 def test_send_setpoints_from_the_twin_array(fleet):
@@ -237,8 +269,6 @@ def test_bursts_from_many_threads_while_pubacks_return_do_not_deadlock(mqtt_url)
     """paho calls on_publish holding its own lock; sends hold the publisher's lock only
     while no paho call is made, so bursts from several threads (and the ticker) finish."""
     import threading
-
-    from adapters.mqtt.store import MemoryCommandStore
 
     fleet = generate_fleet(12, seed=9)
     ids = [str(d) for r, d in enumerate(fleet.device_id)
@@ -306,7 +336,6 @@ def test_a_burst_respects_the_brokers_receive_maximum(tmp_path, caplog):
     without one the publisher keeps no limit (a plan step goes out at once). A small one
     is a broker with stock limits: the publisher warns, naming the setting."""
     from adapters.broker import Broker
-    from adapters.mqtt.store import MemoryCommandStore
 
     fleet = generate_fleet(12, seed=9)
     ids = [str(d) for r, d in enumerate(fleet.device_id)

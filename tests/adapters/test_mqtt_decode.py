@@ -6,16 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from adapters.mqtt.decode import (
-    DEVICE,
-    METRIC,
-    SITE,
-    SITE_STATUS,
-    BatchDecoder,
-    Topic,
-    decode,
-    parse_topic,
-)
+from adapters.mqtt.decode import BatchDecoder, decode
 from twin.generator import generate_fleet
 from twin.telemetry import METRICS, Telemetry
 
@@ -25,17 +16,6 @@ NOW = 1_800_000_000.0
 @pytest.fixture(scope="module")
 def fleet():
     return generate_fleet(4, seed=1)
-
-
-def test_parse_topic():
-    assert parse_topic("sites/A/telemetry") == Topic(SITE, "A", None, None)
-    assert parse_topic("sites/A/status") == Topic(SITE_STATUS, "A", None, None)
-    assert parse_topic("sites/A/devices/D/telemetry") == Topic(DEVICE, "A", "D", None)
-    assert parse_topic("sites/A/devices/D/telemetry/p_kw") == Topic(METRIC, "A", "D", "p_kw")
-    for bad in ("site/A/telemetry", "sites//telemetry", "sites/A/devices/D/telemetry/",
-                "sites/A/devices/D/commands/setpoint", "sites/A/devices/D/telemetry/p/x",
-                "sites/A/devices/D/telemetry/" + "m" * 65):
-        assert parse_topic(bad) is None, bad
 
 
 def test_decode_three_shapes():

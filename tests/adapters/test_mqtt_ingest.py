@@ -13,7 +13,8 @@ import pytest
 
 from adapters.broker import Broker
 from adapters.mqtt.client import connect, make_client
-from adapters.mqtt.ingest import TelemetryIngest, owns_site, validate_group
+from adapters.mqtt.ingest import TelemetryIngest, owns_site
+from adapters.mqtt.topics import validate_group
 from twin.generator import generate_fleet
 from twin.telemetry import Telemetry
 

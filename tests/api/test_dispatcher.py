@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from adapters.mqtt.commands import SETPOINT_KEY
 from adapters.registry import commands as cmd_repo
 from adapters.registry import fleet as fleet_repo
 from adapters.registry import plans as plan_repo
 from adapters.registry.db import open_registry
 from api.live.approvals import SEND_CHUNK, Dispatcher
 from twin.generator import generate_fleet
+from twin.limits import SETPOINT_KEY
 
 T0 = 1_800_000_000.0
 

@@ -194,7 +194,7 @@ def test_ingest_workers_are_a_shared_group_in_a_statefulset():
     # Members of one shared-subscription group, not site partitions.
     assert parsed.shared == "ecogrid-ingest" and parsed.partition is None
     from adapters.ingest_worker import history_path
-    from adapters.mqtt.ingest import validate_group
+    from adapters.mqtt.topics import validate_group
 
     validate_group(parsed.shared)
     # Every pod is its own MQTT session (the pod name), and that names its store.
