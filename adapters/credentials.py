@@ -15,6 +15,7 @@ import base64
 import hashlib
 import os
 import secrets
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,12 @@ PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default
 SERVICE_USER = "ecogrid"
 
 
+GATEWAY_PREFIX = "gw-"
+
+
 def gateway_user(site_id: str) -> str:
     """MQTT user name of a site's gateway."""
-    return f"gw-{site_id}"
+    return f"{GATEWAY_PREFIX}{site_id}"
 
 
 def hash_password(password: str, *, salt: bytes | None = None,
@@ -74,15 +78,63 @@ def write_credentials(site_ids: Iterable[str], directory: str | Path, *,
     service_user, service_password : str
         The EcoGrid service account; a random password when omitted.
     """
+    site_ids = _checked(site_ids)
+    passwords = {service_user: service_password or secrets.token_urlsafe(24)}
+    for s in site_ids:
+        passwords[gateway_user(s)] = secrets.token_urlsafe(18)
+    return _write_all(Path(directory), site_ids, passwords, service_user)
+
+
+def sync_credentials(site_ids: Iterable[str], directory: str | Path, *,
+                     service_user: str = SERVICE_USER) -> tuple[list[str], list[str]]:
+    """Bring the files of :func:`write_credentials` in ``directory`` in line with the sites
+    of a changed fleet: a new site's gateway gets an account (a new password in
+    ``secrets.env``) and its ACL lines, a deleted site's gateway loses them; every other
+    password stays. Returns the gateway users added and removed (both empty: nothing
+    was written).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``directory`` holds no ``secrets.env`` (run ``ecogrid mqtt credentials``).
+    """
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    site_ids = _checked(site_ids)
+    if not (out / "secrets.env").is_file():
+        raise FileNotFoundError(f"{out} holds no secrets.env: write it first with "
+                                f"`ecogrid mqtt credentials --out {out}`")
+    old = read_secrets(out / "secrets.env")
+    want = {gateway_user(s) for s in site_ids}
+    gateways = {u for u in old if u.startswith(GATEWAY_PREFIX)}
+    added, removed = sorted(want - gateways), sorted(gateways - want)
+    if not added and not removed:
+        return [], []
+    passwords = {u: p for u, p in old.items() if u not in removed}
+    for u in added:
+        passwords[u] = secrets.token_urlsafe(18)
+    _write_all(out, site_ids, passwords, service_user)
+    return added, removed
+
+
+def reload_broker(pid_file: str | Path) -> int:
+    """Ask the Mosquitto whose pid is in ``pid_file`` to re-read its password file and ACL
+    (SIGHUP); returns the pid. Raises ``OSError`` when there is no such process."""
+    pid = int(Path(pid_file).read_text().split()[0])
+    os.kill(pid, signal.SIGHUP)
+    return pid
+
+
+def _checked(site_ids: Iterable[str]) -> list[str]:
     site_ids = list(site_ids)
     for s in site_ids:
         if not s or any(ch in s for ch in "/+#: \n"):
             raise ValueError(f"site id {s!r} cannot be used in MQTT topics and user names")
-    passwords = {service_user: service_password or secrets.token_urlsafe(24)}
-    for s in site_ids:
-        passwords[gateway_user(s)] = secrets.token_urlsafe(18)
+    return site_ids
+
+
+def _write_all(out: Path, site_ids: list[str], passwords: dict[str, str],
+               service_user: str) -> Credentials:
+    out.mkdir(parents=True, exist_ok=True)
     passwd = out / "passwd"
     acl = out / "acl"
     secrets_file = out / "secrets.env"
@@ -107,7 +159,11 @@ def read_secrets(path: str | Path) -> dict[str, str]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write ``text`` readable by the owner only, replacing ``path`` in one step (a broker
+    re-reading the file never sees half of it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.chmod(path, 0o600)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

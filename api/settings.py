@@ -25,6 +25,13 @@ class Settings(BaseSettings):
 
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker URL "
                           "(mqtt://[user:password@]host:port)")
+    mqtt_credentials_dir: Path | None = Field(
+        None, description="the folder `ecogrid mqtt credentials --out` wrote (passwd, acl, "
+        "secrets.env); when set, the leader keeps it in line with the fleet: a site created "
+        "through the API gets its gateway account and ACL, a deleted one loses them")
+    mqtt_broker_pid_file: Path | None = Field(
+        None, description="the broker's pid file (Mosquitto's pid_file): after the leader "
+        "changed the credentials it sends SIGHUP, and Mosquitto re-reads passwd and acl")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the registry; default "
                                      "sqlite:///$ECOGRID_DATA_DIR/ecogrid.db")
     data_dir: Path = Field(Path("./data"), description="folder for the SQLite registry, the "

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from scenarios.compare import CompareError, compare_runs
+from scenarios.runner import RunError, prepare_run, run_scenario
+from scenarios.schema import ScenarioError, load_scenario
+from scenarios.sweep import SweepError, run_sweep
 
 
 def register(subparsers: Any) -> None:
@@ -76,9 +83,6 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from scenarios.runner import RunError, prepare_run, run_scenario
-    from scenarios.schema import ScenarioError, load_scenario
-
     try:
         scenario = load_scenario(args.file, parse_set(args.set))
         prepared = prepare_run(scenario, str(args.file))
@@ -110,8 +114,6 @@ class _ProgressBar:
     """A rich progress bar showing simulated time and speed."""
 
     def __init__(self, name: str):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(),
             TextColumn("{task.percentage:>5.1f}%"), TextColumn("sim {task.fields[sim]}"),
@@ -126,8 +128,6 @@ class _ProgressBar:
         self.progress.stop()
 
     def update(self, done: int, total: int, sim_t_s: float, wall_s: float) -> None:
-        import pandas as pd
-
         sim = pd.Timestamp(sim_t_s, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
         rate = done / wall_s if wall_s > 0 else 0.0
         self.progress.update(self.task, completed=done, total=total, sim=sim,
@@ -135,8 +135,6 @@ class _ProgressBar:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from scenarios.compare import CompareError, compare_runs
-
     out = args.out or args.runs[0].parent / "compare"
     try:
         report = compare_runs(args.runs, out)
@@ -148,9 +146,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from scenarios.schema import ScenarioError
-    from scenarios.sweep import SweepError, run_sweep
-
     try:
         grid = parse_set(args.set, many=True)
         summary = run_sweep(args.file, grid, args.out, scheduler=args.scheduler,

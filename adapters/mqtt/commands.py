@@ -194,6 +194,12 @@ class CommandPublisher:
         self.subscribed = threading.Event()
 
     # -- hooks -----------------------------------------------------------------
+    def set_fleet(self, fleet: Fleet) -> None:
+        """Take setpoints for the devices of ``fleet`` from now on (commands already out
+        keep being followed by their ids)."""
+        with self._lock:
+            self.fleet = fleet
+
     def add_listener(self, fn: Callable[[CommandRecord], None]) -> None:
         """Call ``fn(record)`` after every state change (from the network or ticker thread)."""
         self._listeners.append(fn)

@@ -164,7 +164,8 @@ class TelemetryIngest:
         self._received = 0  # PUBLISH packets received (network thread)
         self._unsubscribed = threading.Event()
         self._leaving = False  # a shared-group member on its way out: do not resubscribe
-        self._listeners: dict[str, list[Callable[[Any], None]]] = {"batch": [], "status": []}
+        self._listeners: dict[str, list[Callable[[Any], None]]] = {"batch": [], "status": [],
+                                                                   "fleet": []}
         self._rejects: Counter[str] = Counter()
         self._messages = 0
         self._values = 0
@@ -175,7 +176,7 @@ class TelemetryIngest:
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._process_lock = threading.Lock()
+        self._process_lock = threading.RLock()  # set_fleet decodes inside it
         self._pauses = 0  # open paused() blocks
         self._pause_max_s = 1.0
         self._pause_lock = threading.Lock()
@@ -187,9 +188,10 @@ class TelemetryIngest:
 
     # -- hooks -----------------------------------------------------------------
     def add_listener(self, event: str, fn: Callable[[Any], None]) -> None:
-        """Call ``fn`` on ``"batch"`` (a :class:`Batch` written into the twin) or
-        ``"status"`` (a :class:`StatusEvent`). Listeners run on the worker thread
-        and must be quick; an exception in one is logged, not raised."""
+        """Call ``fn`` on ``"batch"`` (a :class:`Batch` written into the twin),
+        ``"status"`` (a :class:`StatusEvent`) or ``"fleet"`` (the new :class:`Fleet`, from
+        :meth:`set_fleet`, before any batch of its rows). Listeners run on the worker
+        thread and must be quick; an exception in one is logged, not raised."""
         if event not in self._listeners:
             raise ValueError(f"unknown event {event!r}; use one of {sorted(self._listeners)}")
         self._listeners[event].append(fn)
@@ -209,6 +211,30 @@ class TelemetryIngest:
         if self.partition[1] == 1:
             return telemetry_filters()
         return telemetry_filters(self.sites)
+
+    def set_fleet(self, fleet: Fleet) -> None:
+        """Take a new fleet: what is queued is decoded for the old one first, then the
+        twin's arrays are resized (rows kept by device id) and the decoder switched, in one
+        step that no decoding interleaves. A site partition subscribes to its new sites'
+        topics and leaves those of sites that went."""
+        with self._process_lock:
+            self.process_pending()
+            old_sites = set(self.sites)
+            self.telemetry.resize(fleet)
+            self.fleet = fleet
+            self.decoder = BatchDecoder(fleet, self.telemetry.metric_column)
+            self.sites = [s for s in fleet.site_id.tolist() if owns_site(s, self.partition)]
+            self._emit("fleet", fleet)  # before the next batch, which has the new rows
+        client = self._client
+        if client is None or self.partition[1] == 1 or self.shared_group is not None:
+            return  # wildcard subscriptions cover every site
+        added = [s for s in self.sites if s not in old_sites]
+        gone = sorted(old_sites - set(self.sites))
+        opts: Any = SubscribeOptions(qos=self.qos) if self.mqtt_version == 5 else self.qos
+        if added:
+            client.subscribe([(f, opts) for f in telemetry_filters(added)])
+        if gone:
+            client.unsubscribe(telemetry_filters(gone))
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, url: str, wait_s: float = 10.0) -> TelemetryIngest:

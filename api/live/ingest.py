@@ -114,6 +114,7 @@ class LiveIngest:
                                       persistent=persistent, clock=clock)
         self.ingest.add_listener("batch", self._on_batch)
         self.ingest.add_listener("status", self._on_status)
+        self.ingest.add_listener("fleet", self._push.set_fleet)
 
     def start(self, wait_s: float = 10.0) -> None:
         self.ingest.start(self.url, wait_s=wait_s)
@@ -129,12 +130,8 @@ class LiveIngest:
         return self.ingest.paused()
 
     def set_fleet(self, fleet: Fleet, version: int) -> None:
-        """Resize the twin's arrays and switch the decoder, with decoding held back."""
-        with self.ingest.paused(max_s=30.0):
-            self.ingest.process_pending()  # what came for the old fleet, by the old rows
-            self.telemetry.resize(fleet)
-            self.ingest.set_fleet(fleet)
-            self._push.set_fleet(fleet)
+        """Resize the twin's arrays and switch the decoder (no decoding in between)."""
+        self.ingest.set_fleet(fleet)
 
     def _on_batch(self, batch: Batch) -> None:
         """Ingest listener (worker thread): count, and push telemetry to the hub."""

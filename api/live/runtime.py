@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from adapters.history import History, HistoryWriter
+from adapters.credentials import reload_broker, sync_credentials
+from adapters.history import History, HistoryWriter, check_layout
 from adapters.mqtt.events import EventsFeed, EventsRelay
 from adapters.registry import Registry, open_registry
 from adapters.registry import audit as audit_repo
@@ -162,6 +163,8 @@ class Runtime:
             await asyncio.to_thread(self.alerts.start)
         if self.scenarios is not None:
             self.scenarios.start()
+        if self.role == "leader" and s.mqtt_credentials_dir is not None:
+            await asyncio.to_thread(gateway_accounts, s, self.fleet.fleet)
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.writer.open)
         if self.commands is not None:
@@ -327,6 +330,7 @@ def build_runtime(settings: Settings, registry: Registry, *, planner: Planner | 
     """Build the parts of ``settings.mode``'s role on an open registry (loads the fleet;
     a leader imports the configured one into an empty registry)."""
     role = ROLE_OF_MODE[settings.mode]
+    check_layout(settings.data_dir)  # an old telemetry layout names its conversion command
     fleet: Fleet = (registry_fleet(registry, settings.leader_url) if role == "replica"
                     else load_or_import_fleet(registry, settings))
     metrics = Metrics()
@@ -445,4 +449,26 @@ def _leader(common: dict[str, Any], fleet: Fleet, planner: Planner | None,
     live_fleet.add_listener(rt.alerts.set_fleet)
     if rt.recorder is not None:
         live_fleet.add_listener(rt.recorder.set_fleet)
+    if settings.mqtt_credentials_dir is not None:
+        live_fleet.add_listener(lambda f, v: gateway_accounts(settings, f))
     return rt
+
+
+def gateway_accounts(settings: Settings, fleet: Fleet) -> None:
+    """Keep the broker's gateway accounts and ACL in line with the fleet's sites
+    (``ECOGRID_MQTT_CREDENTIALS_DIR``) and have the broker re-read them
+    (``ECOGRID_MQTT_BROKER_PID_FILE``)."""
+    assert settings.mqtt_credentials_dir is not None
+    added, removed = sync_credentials(fleet.site_id.tolist(), settings.mqtt_credentials_dir)
+    if not added and not removed:
+        return
+    log.info("gateway accounts: %d added (%s), %d removed (%s) in %s", len(added),
+             ", ".join(added[:5]), len(removed), ", ".join(removed[:5]),
+             settings.mqtt_credentials_dir)
+    if settings.mqtt_broker_pid_file is not None:
+        try:
+            pid = reload_broker(settings.mqtt_broker_pid_file)
+            log.info("asked the broker (pid %d) to re-read its passwords and ACL", pid)
+        except (OSError, ValueError) as exc:
+            log.error("the broker could not be told to re-read its ACL (%s): %s",
+                      settings.mqtt_broker_pid_file, exc)
