@@ -160,7 +160,8 @@ def reaggregate(t_s: np.ndarray, stats: dict[str, np.ndarray], start_s: float,
     t_s : (n_rows,) array
         Bucket starts or snapshot times [Unix s], increasing.
     stats : dict of (n_rows, n_devices) arrays
-        The statistics of :data:`STATS` (``count`` 0 where a row has no value).
+        ``count`` (0 where a row has no value) and any of the other statistics
+        of :data:`STATS`; only those given are computed.
     start_s, every_s : float
         Origin and length of the new buckets [s].
 
@@ -179,25 +180,28 @@ def reaggregate(t_s: np.ndarray, stats: dict[str, np.ndarray], start_s: float,
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     count = np.asarray(stats["count"], dtype=np.int64)
     ok = count > 0
-    mean = np.asarray(stats["mean"], dtype=np.float64)
-    weighted = np.add.reduceat(np.where(ok, mean * count, 0.0), first, axis=0)
     n = np.add.reduceat(count, first, axis=0)
+    out: dict[str, np.ndarray] = {"count": n}
+
+    def valued(name: str) -> np.ndarray:
+        return np.where(ok, np.asarray(stats[name], dtype=np.float64), np.nan)
+
     with np.errstate(invalid="ignore", divide="ignore"):
-        out_mean = np.where(n > 0, weighted / np.maximum(n, 1), np.nan)
-    lo = np.where(ok, np.asarray(stats["min"], dtype=np.float64), np.nan)
-    hi = np.where(ok, np.asarray(stats["max"], dtype=np.float64), np.nan)
-    row = np.where(ok, np.arange(len(t))[:, None], -1)
-    last_row = np.maximum.reduceat(row, first, axis=0)
-    cols = np.arange(count.shape[1])[None, :]
-    safe = np.maximum(last_row, 0)
-    has = last_row >= 0
-    last = np.where(has, np.asarray(stats["last"], dtype=np.float64)[safe, cols], np.nan)
-    last_ts = np.where(has, np.asarray(stats["last_ts_s"], dtype=np.float64)[safe, cols],
-                       np.nan)
-    with np.errstate(invalid="ignore"):
-        out = {"count": n, "mean": out_mean, "min": np.fmin.reduceat(lo, first, axis=0),
-               "max": np.fmax.reduceat(hi, first, axis=0), "last": last,
-               "last_ts_s": last_ts}
+        if "mean" in stats:
+            weighted = np.add.reduceat(np.nan_to_num(valued("mean")) * count, first, axis=0)
+            out["mean"] = np.where(n > 0, weighted / np.maximum(n, 1), np.nan)
+        if "min" in stats:
+            out["min"] = np.fmin.reduceat(valued("min"), first, axis=0)
+        if "max" in stats:
+            out["max"] = np.fmax.reduceat(valued("max"), first, axis=0)
+    if "last" in stats or "last_ts_s" in stats:
+        row = np.where(ok, np.arange(len(t))[:, None], -1)
+        last_row = np.maximum.reduceat(row, first, axis=0)
+        cols = np.arange(count.shape[1])[None, :]
+        safe, has = np.maximum(last_row, 0), last_row >= 0
+        for name in ("last", "last_ts_s"):
+            if name in stats:
+                out[name] = np.where(has, valued(name)[safe, cols], np.nan)
     return start_s + key[first] * every_s, out
 
 
