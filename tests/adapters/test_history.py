@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 
 import adapters.history as history_mod
@@ -353,8 +354,6 @@ def _old_service_store(data_dir: Path, t: np.ndarray) -> None:
 
 def _old_worker_store(data_dir: Path, t: np.ndarray) -> None:
     """``telemetry-0-of-1.zarr`` as the old ingest worker wrote it (TimeSeriesStore)."""
-    import xarray as xr
-
     store = TimeSeriesStore(data_dir / "telemetry-0-of-1.zarr", time_chunk=720)
     for i, ti in enumerate(t):
         data = {}
