@@ -54,7 +54,6 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import zarr
 
-from adapters.history_claims import ClaimError, ClaimInfo, check_writer_id, read_claims
+from adapters.history_claims import ClaimError, check_writer_id, read_claims
 from adapters.history_rollup import (
     READ_STATS,
     bucket_start,
@@ -74,6 +73,7 @@ from adapters.history_rollup import (
     reaggregate,
     row_stats,
 )
+from adapters.history_types import HistoryRead, Latest, StoreInfo, UnknownDeviceError, WriterInfo
 from adapters.storage import (
     MAX_POINTS,
     HistoryError,
@@ -99,16 +99,6 @@ ROLLUP_CHUNK = {"5m": 12, "1h": 24}  # buckets per chunk
 _STORE = re.compile(r"telemetry-(?P<writer>.+)-(?P<version>\d+)\.zarr")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-class UnknownDeviceError(HistoryError):
-    """Device ids that no store of the history holds (the API answers 404)."""
-
-    def __init__(self, device_ids: Sequence[str], root: Path):
-        self.device_ids = list(device_ids)
-        more = f" and {len(device_ids) - 5} more" if len(device_ids) > 5 else ""
-        super().__init__(f"no history for device(s) {', '.join(device_ids[:5])}{more}: "
-                         f"no store under {root} holds them")
 
 
 # -- names -------------------------------------------------------------------------
@@ -154,86 +144,6 @@ def day_name(t_s: float) -> str:
 def day_start(name: str) -> float:
     """Start [Unix s] of the UTC day ``name``."""
     return datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-
-
-# -- results -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class HistoryRead:
-    """One metric of some devices over a time range.
-
-    Attributes
-    ----------
-    t_s : (n_times,) array
-        Snapshot times (raw) or bucket starts [Unix s].
-    values : (n_times, n_devices) array
-        The values or the bucket statistic (NaN: none).
-    counts : (n_times, n_devices) array
-        Snapshots behind each value (0 where none).
-    device_ids : list of str
-        Column order of ``values``.
-    metric, stat, tier : str
-        What was read, from which tier (``raw``, ``5m``, ``1h``).
-    resolution_s : float
-        Bucket length of the answer [s] (raw without ``every``: the median
-        snapshot interval, 0 with fewer than two snapshots).
-    """
-
-    t_s: np.ndarray
-    values: np.ndarray
-    counts: np.ndarray
-    device_ids: list[str]
-    metric: str
-    stat: str
-    tier: str
-    resolution_s: float
-
-
-@dataclass(frozen=True)
-class Latest:
-    """Every device's newest value of each metric, from the writers' latest files.
-
-    ``values`` and ``ts_s`` [Unix s] are ``(n_devices, n_metrics)``; ``t_s`` is the
-    newest snapshot time of any writer [Unix s] (NaN when there is none).
-    """
-
-    device_ids: list[str]
-    metrics: list[str]
-    values: np.ndarray
-    ts_s: np.ndarray
-    t_s: float
-
-    def column(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(values, ts_s)`` of one metric (NaN when no writer has it)."""
-        if metric not in self.metrics:
-            n = len(self.device_ids)
-            return np.full(n, np.nan), np.full(n, np.nan)
-        j = self.metrics.index(metric)
-        return self.values[:, j], self.ts_s[:, j]
-
-
-@dataclass(frozen=True)
-class StoreInfo:
-    """One store: its writer, fleet segment, devices, metrics and raw extent."""
-
-    path: Path
-    writer: str
-    fleet_version: int
-    device_ids: list[str]
-    metrics: list[str]
-    raw_rows: int
-    last_t_s: float
-
-
-@dataclass(frozen=True)
-class WriterInfo:
-    """A writer as seen from its claim and its latest file."""
-
-    writer: str
-    live: bool
-    claim: ClaimInfo | None
-    t_s: float
-    fleet_version: int | None
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 # -- one store ---------------------------------------------------------------------
@@ -518,6 +428,8 @@ class History:
             ids = list(dict.fromkeys(d for s in stores for d in s.device_ids))
         else:
             ids = [str(d) for d in devices]
+            if len(set(ids)) != len(ids):
+                raise HistoryError("devices must not repeat an id")
             known = {d for s in stores for d in s.device_ids}
             missing = [d for d in ids if d not in known]
             if missing:
@@ -579,9 +491,10 @@ class History:
         now = self.clock() if now_s is None else float(now_s)
         raw_ok = start_s >= now - self.raw_days * DAY_S
         if raw_ok and (every_s is None or every_s < TIERS["5m"]):
-            t, v, ts = self._raw(parts, holders, len(ids), start_s, end_s, metric)
-            if every_s is not None or len(t) <= MAX_POINTS:
-                return self._from_raw(t, v, ts, ids, metric, stat, start_s, every_s)
+            raw = self._raw(parts, holders, len(ids), start_s, end_s, metric,
+                            MAX_POINTS if every_s is None else None)
+            if raw is not None:
+                return self._from_raw(*raw, ids, metric, stat, start_s, every_s)
         if every_s is None:
             tier = next((n for n, r in TIERS.items() if (end_s - start_s) / r <= MAX_POINTS),
                         None)
@@ -613,16 +526,13 @@ class History:
         return self._rollup("5m", parts, holders, ids, start, end, metric, "mean", every_s)
 
     def _raw(self, parts: list, holders: np.ndarray, n_ids: int, start_s: float,
-             end_s: float, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw rows of every store in range, merged as of each snapshot time."""
-        got = []
-        for s, out_cols, cols in parts:
-            shared = holders[out_cols] > 1
-            sel: slice | np.ndarray = cols
-            if len(cols) == s.n and np.array_equal(cols, np.arange(s.n)):
-                sel = slice(None)
-            days = s.days()
-            ts_l, v_l, s_l = [], [], []
+             end_s: float, metric: str, max_rows: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Raw rows of every store in range, merged as of each snapshot time (None: more
+        than ``max_rows`` of them; only the times were read)."""
+        spans = []  # per store: its (day, i0, i1) in range
+        for s, _, _ in parts:
+            days, mine = s.days(), []
             for d in days:
                 d0 = day_start(d)
                 if d0 >= end_s or d0 + DAY_S <= start_s:
@@ -630,13 +540,26 @@ class History:
                 t = self._day_times(s, d, days[-1])
                 i0, i1 = (int(x) for x in np.searchsorted(t, [start_s, end_s], "left"))
                 if i1 > i0:
-                    v, ts = s.raw_block(d, metric, slice(i0, i1), sel, bool(shared.any()))
-                    ts_l.append(t[i0:i1])
-                    v_l.append(v)
-                    s_l.append(ts)
-            if ts_l:
-                got.append((np.concatenate(ts_l), np.concatenate(v_l),
-                            np.concatenate(s_l) if shared.any() else None, out_cols, shared))
+                    mine.append((d, t[i0:i1], i0, i1))
+            spans.append(mine)
+        if max_rows is not None:
+            times = [t for mine in spans for _, t, _, _ in mine]
+            if times and len(np.unique(np.concatenate(times))) > max_rows:
+                return None
+        got = []
+        for (s, out_cols, cols), mine in zip(parts, spans, strict=True):
+            if not mine:
+                continue
+            shared = holders[out_cols] > 1
+            sel: slice | np.ndarray = cols
+            if len(cols) == s.n and np.array_equal(cols, np.arange(s.n)):
+                sel = slice(None)
+            blocks = [s.raw_block(d, metric, slice(i0, i1), sel, bool(shared.any()))
+                      for d, _, i0, i1 in mine]
+            got.append((np.concatenate([t for _, t, _, _ in mine]),
+                        np.concatenate([v for v, _ in blocks]),
+                        np.concatenate([ts for _, ts in blocks]) if shared.any() else None,
+                        out_cols, shared))
         return merge_asof(got, n_ids, HOLD_S)
 
     def _from_raw(self, t: np.ndarray, v: np.ndarray, ts: np.ndarray, ids: list[str],
@@ -652,6 +575,8 @@ class History:
             _, agg = reaggregate(t, {"count": np.isfinite(v).astype(np.int64)}, start_s,
                                  every_s)
         else:
+            if ts.shape != v.shape:  # no column shared: time stamps not read
+                ts = np.full_like(v, np.nan)
             bt, agg = reaggregate(t, row_stats(v, ts), start_s, every_s)
             values = agg[stat].astype(np.float64)
         return HistoryRead(np.asarray(bt, dtype=np.float64), values, agg["count"], ids, metric,

@@ -228,13 +228,15 @@ def merge_asof(parts: list[tuple], n_cols: int, hold_s: float
     Returns
     -------
     t_s, values, ts_s
-        The union of the times (n_times,), values and time stamps (n_times, n_cols).
+        The union of the times (n_times,), values and time stamps (n_times, n_cols;
+        no rows when no column is shared).
     """
     if not parts:
         return np.zeros(0), np.zeros((0, n_cols)), np.zeros((0, n_cols))
     union = np.unique(np.concatenate([p[0] for p in parts]))
     out = np.full((len(union), n_cols), np.nan)
-    out_ts = np.full((len(union), n_cols), np.nan)
+    any_shared = any(p[2] is not None for p in parts)
+    out_ts = np.full((len(union), n_cols), np.nan) if any_shared else np.zeros((0, n_cols))
     for t, v, ts, out_cols, shared in parts:
         idx = np.searchsorted(t, union, "right") - 1
         ok = idx >= 0

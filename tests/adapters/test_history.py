@@ -100,6 +100,10 @@ def test_rollups_equal_a_hand_calculation_and_reaggregate(tmp_path):
     t, (means,) = bucket_means(raw.t_s, [raw.values], T0, 300)
     assert t.tolist() == got["mean"].t_s.tolist()
     np.testing.assert_allclose(means, got["mean"].values)
+    for stat in ("min", "max", "last", "count"):  # the four snapshots of bucket T0
+        from_raw = h.read(T0, T0 + 240, "p_kw", every_s=240, stat=stat, now_s=T0 + 900)
+        assert from_raw.tier == "raw" and from_raw.t_s.tolist() == [T0]
+        np.testing.assert_array_equal(from_raw.values, got[stat].values[:1])
 
 
 def test_tier_choice_states_the_resolution(tmp_path, monkeypatch):
