@@ -275,6 +275,21 @@ class HistoryWriter:
             self._write_latest(t_s, metrics, values, ts_s, info or {})
             self._last_t = float(t_s)
 
+    def publish_latest(self, t_s: float, metrics: Sequence[str], values: np.ndarray,
+                       ts_s: np.ndarray, info: dict[str, Any] | None = None) -> None:
+        """Replace the latest file only (no snapshot): for readers polling the newest values
+        more often than snapshots are taken. Same arguments as :meth:`append`."""
+        values = np.asarray(values, dtype=np.float64)
+        ts_s = np.asarray(ts_s, dtype=np.float64)
+        shape = (len(self.device_ids), len(metrics))
+        if values.shape != shape or ts_s.shape != shape:
+            raise HistoryError(f"values and ts_s must be (devices, metrics) = {shape}, got "
+                               f"{values.shape} and {ts_s.shape}")
+        with self._lock:
+            if self._cur is None:
+                raise HistoryError("the history writer is not open: call open() first")
+            self._write_latest(t_s, list(metrics), values, ts_s, info or {})
+
     def _append_raw(self, cur: SegmentStore, t_s: float, metrics: list[str], values: np.ndarray,
                     ts_s: np.ndarray) -> None:
         day = day_name(t_s)

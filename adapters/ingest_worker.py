@@ -18,7 +18,8 @@ It runs :class:`~adapters.mqtt.ingest.TelemetryIngest`, appends a snapshot of
 every metric column of its devices (and their time stamps, and the ``online``
 flag) to the history (:class:`adapters.history_writer.HistoryWriter`) every
 ``flush_s`` seconds (snapshot times on a grid of ``flush_s``, so the workers'
-snapshots line up) and once more when it stops, and serves ``/healthz`` and
+snapshots line up) and once more when it stops, replaces its latest file every
+second in between (what the live service polls), and serves ``/healthz`` and
 ``/metrics`` over HTTP.
 """
 
@@ -45,6 +46,7 @@ from twin.telemetry import UNKNOWN
 log = logging.getLogger(__name__)
 
 MAX_FLUSH_S = 10.0
+LATEST_S = 1.0  # the latest file is replaced this often [s] (readers poll it)
 
 
 def parse_partition(text: str, pod_name: str | None = None) -> tuple[int, int]:
@@ -207,8 +209,7 @@ class IngestWorker:
         if last is not None and t <= last:
             return False
         metrics, values, ts = self.snapshot()
-        info = {**self.labels, "snapshots": self.snapshots + 1, **{
-            key: v for key, v in self.ingest.counters().items() if key != "rejects"}}
+        info = self._info(self.snapshots + 1)
         try:
             self.writer.append(t, metrics, values, ts, info)
         except HistoryError as exc:
@@ -217,6 +218,23 @@ class IngestWorker:
             return False
         self.snapshots += 1
         return True
+
+    def tick(self) -> bool:
+        """A snapshot when the next multiple of ``flush_s`` has come, else only the latest
+        values (the live service polls them); True when a snapshot was written."""
+        last = self.writer.last_t_s
+        now = float(self.clock())
+        if last is None or np.floor(now / self.flush_s) * self.flush_s > last:
+            return self.flush()
+        self.writer.open()
+        self.ingest.process_pending()
+        metrics, values, ts = self.snapshot()
+        self.writer.publish_latest(round(now, 3), metrics, values, ts, self._info())
+        return False
+
+    def _info(self, snapshots: int | None = None) -> dict[str, Any]:
+        return {**self.labels, "snapshots": self.snapshots if snapshots is None else snapshots,
+                **{key: v for key, v in self.ingest.counters().items() if key != "rejects"}}
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self, wait_s: float = 30.0) -> None:
@@ -227,8 +245,8 @@ class IngestWorker:
             self.ingest.start(self.url, wait_s=wait_s)
             log.info("ingest worker %s: %d sites, %d devices", self.describe(),
                      len(self.ingest.sites), len(self.rows))
-            while not self._stop.wait(self.flush_s):
-                self.flush()
+            while not self._stop.wait(min(self.flush_s, LATEST_S)):
+                self.tick()
         finally:
             self.ingest.stop()
             last = self.writer.last_t_s

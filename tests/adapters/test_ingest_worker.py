@@ -316,3 +316,22 @@ def test_workers_claim_their_sites_and_a_store_of_another_fleet_is_refused(tmp_p
     assert main(["ingest", "--sites", "2", "--broker", "mqtt://127.0.0.1:1",
                  "--data-dir", str(tmp_path / "old")]) == 2
     assert "ecogrid history convert --data-dir" in capsys.readouterr().err
+
+
+def test_latest_values_are_published_every_second_between_snapshots(tmp_path):
+    fleet = generate_fleet(2, seed=1)
+    t = [1_800_000_000.0]
+    w = IngestWorker(fleet, "mqtt://127.0.0.1:1", tmp_path, flush_s=5.0,
+                     clock=lambda: t[0]).open()
+    tel = w.ingest.telemetry
+    col = tel.metric_column("p_kw")
+    assert w.tick()  # the first tick takes a snapshot
+    t[0] += 1
+    tel.write(np.array([0]), np.array([col]), np.array([4.0]), np.array([t[0]]))
+    assert not w.tick()  # inside the same 5 s: only the latest file
+    h = History(tmp_path)
+    assert h.latest([fleet.device_id[0]]).column("p_kw")[0].tolist() == [4.0]
+    assert h.stores()[0].raw_rows == 1
+    t[0] += 4
+    assert w.tick() and h.stores()[0].raw_rows == 2
+    w.writer.close()
