@@ -80,6 +80,7 @@ from adapters.storage import (
     RowSeries,
     bucket_means,
     check_range,
+    read_row_columns,
     valid_rows,
 )
 from twin.telemetry import METRICS
@@ -96,6 +97,7 @@ HOLD_S = 15.0  # longest time a raw snapshot stands for in a merge [s]
 DAY_S = 86400.0
 _RAW_ROWS0 = 2048  # first capacity of a raw day [rows]
 ROLLUP_CHUNK = {"5m": 12, "1h": 24}  # buckets per chunk
+_FEW_COLUMNS = 256  # raw reads of at most this many devices go straight to the chunk files
 _STORE = re.compile(r"telemetry-(?P<writer>.+)-(?P<version>\d+)\.zarr")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -258,8 +260,11 @@ class SegmentStore:
             elif isinstance(cols, slice):
                 out.append(np.asarray(arr[rows, cols], dtype=np.float64))
             else:
-                out.append(np.asarray(arr.get_orthogonal_selection((rows, cols)),
-                                      dtype=np.float64))
+                few = read_row_columns(arr, self.path / "raw" / day / name, rows, cols) \
+                    if len(cols) <= _FEW_COLUMNS else None
+                if few is None:
+                    few = arr.get_orthogonal_selection((rows, cols))
+                out.append(np.asarray(few, dtype=np.float64))
         return out[0], (out[1] if with_ts else None)
 
     # -- rollups -------------------------------------------------------------------

@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, BytesCodec
 
 TIME = "time"
 _TIME_ATTRS = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
@@ -384,3 +385,44 @@ class RowSeries:
         c1 = min(c0 + ROW_TIME_CHUNK, self.capacity)
         self.time[c0:c1] = self.times[c0:c1]
         self.n = r + 1
+
+
+def read_row_columns(arr: zarr.Array, folder: Path, rows: slice,
+                     cols: np.ndarray) -> np.ndarray | None:
+    """A few columns of rows of a :class:`RowSeries` array with one row per chunk, read
+    straight from its chunk files (about ten times faster than zarr's selection, whose
+    per-chunk cost dominates when a long range of rows gives a few values each).
+
+    Returns None when the array is not laid out as :class:`RowSeries` makes one-row
+    arrays (then read it through zarr); a missing chunk gives the fill value.
+
+    Parameters
+    ----------
+    arr : zarr.Array
+        The array (its metadata is checked).
+    folder : Path
+        Its folder on the local file system.
+    rows : slice
+        Rows ``start:stop``.
+    cols : int array
+        Columns.
+    """
+    meta = arr.metadata
+    codecs = getattr(meta, "codecs", ())
+    key_encoding = getattr(meta, "chunk_key_encoding", None)
+    if (len(codecs) != 2 or not isinstance(codecs[0], BytesCodec)
+            or getattr(codecs[0].endian, "value", None) != "little"
+            or not isinstance(codecs[1], BloscCodec)
+            or tuple(meta.chunk_grid.chunk_shape) != (1, arr.shape[1])
+            or getattr(key_encoding, "separator", None) != "."):
+        return None
+    dtype = np.dtype(arr.dtype).newbyteorder("<")
+    blosc = numcodecs.Blosc()
+    out = np.full((rows.stop - rows.start, len(cols)), arr.fill_value, dtype=dtype)
+    for i, r in enumerate(range(rows.start, rows.stop)):
+        try:
+            buf = (folder / f"c.{r}.0").read_bytes()
+        except FileNotFoundError:
+            continue  # never written or all fill: zarr leaves no file
+        out[i] = np.frombuffer(blosc.decode(buf), dtype=dtype)[cols]
+    return out
