@@ -207,6 +207,40 @@ def test_half_written_snapshot_is_not_data_and_is_overwritten(tmp_path):
     assert np.isnan(r.values[1]).all()  # the row was written whole, p_kw with its fill
 
 
+def _append_rows(root: str, rows: int, started) -> None:
+    ids = [f"d{i}" for i in range(50)]
+    w = HistoryWriter(root, "busy", ids, 0, sites=["s1"]).open()
+    for i in range(rows):
+        t = T0 + i
+        w.append(t, ["p_kw", "soc"], np.full((50, 2), float(i)), np.full((50, 2), t))
+        if i == 0:
+            started.set()
+    w.close()
+
+
+def test_a_reader_in_another_process_sees_only_whole_snapshots(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()
+    p = ctx.Process(target=_append_rows, args=(str(tmp_path), 300, started))
+    p.start()
+    try:
+        assert started.wait(60)
+        h = History(tmp_path)
+        seen = 0
+        while p.is_alive() or seen < 300:
+            r = h.read(T0, T0 + 400, "soc", now_s=T0 + 400)
+            assert (r.values == (r.t_s - T0)[:, None]).all()  # every row whole, in order
+            assert r.t_s.tolist() == (T0 + np.arange(len(r.t_s))).tolist()
+            one = h.read(T0, T0 + 400, "p_kw", devices=["d7"], now_s=T0 + 400)
+            assert (one.values[:, 0] == one.t_s - T0).all()  # (read from the chunk files)
+            seen = len(r.t_s)
+            if not p.is_alive() and seen < 300:
+                break
+    finally:
+        p.join(60)
+    assert p.exitcode == 0 and seen == 300
+
+
 # -- merges ------------------------------------------------------------------------------
 def test_two_shared_writers_merge_by_the_newest_time_stamp(tmp_path):
     a = _writer(tmp_path, "m-a", exclusive=False)
