@@ -124,9 +124,15 @@ class HistoryWriter:
                 self._rebuild()
             except BaseException:
                 self.claim.release()
-                self._cur = None
+                self._forget()
                 raise
         return self
+
+    def _forget(self) -> None:
+        """Drop what is held in memory (a later :meth:`open` starts from the stores)."""
+        self._cur, self._day, self._last_t = None, None, None
+        self._stores, self._tiers = {}, {}
+        self._acc = {t: {} for t in TIERS}
 
     def close(self, finish: bool = False) -> None:
         """Release the claim. ``finish``: also write the open buckets (a writer that will not
@@ -138,7 +144,7 @@ class HistoryWriter:
                 for tier in TIERS:
                     self._close_buckets(tier)
             self.claim.release()
-            self._cur = None
+            self._forget()
 
     def __enter__(self) -> HistoryWriter:
         return self.open()

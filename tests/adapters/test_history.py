@@ -155,12 +155,14 @@ def test_restart_in_the_middle_of_a_bucket_counts_nothing_twice(tmp_path):
     for i in range(3):
         _one(w, T0 + 10 * i, [i])
     w.close()  # like a crash: the open buckets are in memory only
-    w = _writer(tmp_path, ids=["a"])
+    w = _writer(tmp_path, ids=["a"])  # a new process
     assert w.last_t_s == T0 + 20
     with pytest.raises(HistoryError, match="not after the last"):
         _one(w, T0 + 20, [9])
-    for i in range(3, 5):
-        _one(w, T0 + 10 * i, [i])
+    _one(w, T0 + 30, [3])
+    w.close()
+    w.open()  # the same writer object again: rebuilt from the raw rows, not added to
+    _one(w, T0 + 40, [4])
     _one(w, T0 + 3600, [100])  # closes the 5 min and the 1 h bucket
     w.close()
     h = History(tmp_path)
