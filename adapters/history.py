@@ -1,10 +1,17 @@
 """The telemetry history: one zarr v3 store per writer and fleet segment, raw and rollup tiers.
 
+This module owns the layout (every zarr access of it) and reads it
+(:class:`History`); :mod:`adapters.history_writer` appends to it
+(``HistoryWriter``), :mod:`adapters.history_claims` keeps two writers of one
+site apart, :mod:`adapters.history_rollup` is the arithmetic and
+:mod:`adapters.history_legacy` converts the old layouts.
+
 Layout under the history root (``ECOGRID_HISTORY_URL``, default
 ``$ECOGRID_DATA_DIR/history``; a plain path or a ``file://`` URL)::
 
     writers/{writer}.lock             claim of a live writer (flock), see history_claims
-    latest/{writer}.npz               newest values of each of its devices, replaced atomically
+    latest/{writer}.npz               newest values of its devices, replaced atomically (a
+                                      worker does so every second, between snapshots too)
     telemetry-{writer}-{fleet_version}.zarr/
         device_id                     (device,) its devices in row order
         raw/{YYYY-MM-DD}/             one group per UTC day; a day is dropped whole
