@@ -84,7 +84,10 @@ def register(subparsers: Any) -> None:
                      "ecogrid-ingest-K; with --shared the pod name, else "
                      "ecogrid-ingest-HOSTNAME: unique per worker, it names the store)")
     ing.add_argument("--data-dir", default=None,
-                     help="history folder (default: $ECOGRID_DATA_DIR or ./data)")
+                     help="data folder (default: $ECOGRID_DATA_DIR or ./data)")
+    ing.add_argument("--history", default=None, metavar="URL",
+                     help="history root, a folder or file:// URL (default: "
+                          "$ECOGRID_HISTORY_URL or DATA_DIR/history)")
     ing.add_argument("--flush-interval", type=float, default=5.0,
                      help="history snapshot and flush interval [s], at most 10")
     ing.add_argument("--metrics-port", type=int, default=9100,
@@ -168,6 +171,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import os
     import signal
 
+    from adapters.history_legacy import check_layout
     from adapters.ingest_worker import IngestWorker, default_client_id, parse_partition
     from adapters.mqtt.client import parse_broker_url
     from adapters.mqtt.topics import validate_group
@@ -202,15 +206,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 return _fail(f"ECOGRID_FLEET_SITES must be an integer, got {env_sites!r}")
         fleet = _load_fleet(args)
         data_dir = args.data_dir or os.environ.get("ECOGRID_DATA_DIR") or "data"
-        worker = IngestWorker(fleet, url, data_dir, partition=partition,
+        check_layout(data_dir)
+        root = args.history or os.environ.get("ECOGRID_HISTORY_URL") or \
+            str(Path(data_dir) / "history")
+        worker = IngestWorker(fleet, url, root, partition=partition,
                               shared_group=args.shared, client_id=client_id,
                               flush_s=args.flush_interval, metrics_port=args.metrics_port)
+        worker.open()  # claims its sites: a second writer of them stops here
     except (ValueError, FleetError, OSError) as exc:
         return _fail(str(exc))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
     print(f"ingest worker, {worker.describe()}: {len(worker.ingest.sites)} sites "
-          f"-> {worker.store.path}; metrics on :{worker.metrics_port or args.metrics_port}",
+          f"-> {worker.writer.path}; metrics on :{worker.metrics_port or args.metrics_port}",
           file=sys.stderr)
     try:
         worker.run()

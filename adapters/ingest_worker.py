@@ -1,21 +1,26 @@
-"""The ``ecogrid ingest`` worker: telemetry into zarr history, one store per worker.
+"""The ``ecogrid ingest`` worker: telemetry into the history, one writer per worker.
 
 A worker is either
 
 * a member of an MQTT **shared-subscription group** (``shared_group``): the
   broker hands each message to one member, so any number of workers split the
   load (what Kubernetes runs, with an autoscaler); every member covers every
-  device, but holds only the messages it was given. Its store is
-  ``telemetry-{client_id}.zarr``; :func:`latest_values` merges the stores of
-  all members (for each device, the value with the newest time stamp); or
+  device, but holds only the messages it was given. Its writer id is its
+  client id and it claims the fleet's sites *shared*;
+  :class:`adapters.history.History` merges the members' stores (for each
+  device, the value with the newest time stamp); or
 * the owner of a **site partition** ``k`` of ``n`` (see
   :func:`adapters.mqtt.ingest.owns_site`), so each device's state lives in
-  exactly one worker; its store is ``telemetry-{k}-of-{n}.zarr``.
+  exactly one worker; its writer id is ``p{k}of{n}`` and it claims its sites
+  *exclusively*.
 
 It runs :class:`~adapters.mqtt.ingest.TelemetryIngest`, appends a snapshot of
-its devices' latest values (and their time stamps) to a zarr store
-(:class:`adapters.storage.TimeSeriesStore`) every ``flush_s`` seconds and once
-more when it stops, and serves ``/healthz`` and ``/metrics`` over HTTP.
+every metric column of its devices (and their time stamps, and the ``online``
+flag) to the history (:class:`adapters.history_writer.HistoryWriter`) every
+``flush_s`` seconds (snapshot times on a grid of ``flush_s``, so the workers'
+snapshots line up) and once more when it stops, replaces its latest file every
+second in between (what the live service polls), and serves ``/healthz`` and
+``/metrics`` over HTTP.
 """
 
 from __future__ import annotations
@@ -25,22 +30,24 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from adapters.history_writer import HistoryWriter
 from adapters.mqtt.ingest import TelemetryIngest
 from adapters.mqtt.topics import validate_group
-from adapters.storage import StorageError, TimeSeriesStore, open_store, unix_seconds
+from adapters.storage import HistoryError
 from twin.fleet import Fleet
-from twin.telemetry import METRICS
+from twin.telemetry import UNKNOWN
 
 log = logging.getLogger(__name__)
 
 MAX_FLUSH_S = 10.0
+LATEST_S = 1.0  # the latest file is replaced this often [s] (readers poll it)
 
 
 def parse_partition(text: str, pod_name: str | None = None) -> tuple[int, int]:
@@ -84,85 +91,19 @@ def check_client_id(client_id: str) -> str:
     return client_id
 
 
-def history_path(data_dir: str | Path, partition: tuple[int, int] = (0, 1), *,
-                 shared_client_id: str | None = None) -> Path:
-    """Zarr store of a worker under ``data_dir``.
-
-    ``telemetry-{k}-of-{n}.zarr`` for worker ``k`` of ``n`` of a site
-    partition; ``telemetry-{client_id}.zarr`` for a shared-group member
-    (``shared_client_id``).
-    """
+def writer_id(partition: tuple[int, int] = (0, 1), *,
+              shared_client_id: str | None = None) -> str:
+    """History writer id of a worker: ``p{k}of{n}`` for worker ``k`` of ``n`` of a site
+    partition, the client id for a shared-group member (``shared_client_id``)."""
     if shared_client_id is not None:
-        return Path(data_dir) / f"telemetry-{check_client_id(shared_client_id)}.zarr"
+        return check_client_id(shared_client_id)
     k, n = partition
-    return Path(data_dir) / f"telemetry-{k}-of-{n}.zarr"
-
-
-def history_paths(data_dir: str | Path) -> list[Path]:
-    """Every worker's store under ``data_dir`` (``telemetry-*.zarr``), sorted by name."""
-    return sorted(p for p in Path(data_dir).glob("telemetry-*.zarr") if p.is_dir())
-
-
-def latest_values(paths: Iterable[str | Path], metric: str,
-                  at_s: float | None = None) -> Any:
-    """Each device's newest value of ``metric`` over several workers' stores.
-
-    The merge rule that makes the stores of a shared-subscription group one
-    history: from each store take its last snapshot at or before ``at_s``
-    (the last one when ``None``); for each device keep the value whose time
-    stamp (``<metric>_ts_s``) is the newest across the stores; a tie goes to
-    the store listed first. Site-partition stores (disjoint devices) merge by
-    the same rule. A snapshot holds what its worker had received when it was
-    written, so the result is as of each store's snapshot, not of ``at_s``.
-
-    Parameters
-    ----------
-    paths : iterable of str or Path
-        Worker stores (e.g. :func:`history_paths`).
-    metric : str
-        A standard metric name (``p_kw``, ``v``, ...).
-    at_s : float, optional
-        Unix seconds [s]; snapshots after it are ignored.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``metric`` and ``<metric>_ts_s`` [Unix s] over ``device`` (coordinate
-        ``device_id``, every device found in any store, in order of first
-        appearance); NaN where no store has a value.
-    """
-    import xarray as xr
-
-    ts_name = f"{metric}_ts_s"
-    index: dict[str, int] = {}  # device id -> row of the result
-    snaps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for path in paths:
-        ds = open_store(path)
-        if metric not in ds or ts_name not in ds:
-            raise StorageError(f"{path} holds no {metric!r} with {ts_name!r}")
-        t_s = unix_seconds(ds["time"].values)
-        i = len(t_s) - 1 if at_s is None else int(np.searchsorted(t_s, at_s, side="right")) - 1
-        if i < 0:
-            continue
-        snap = ds.isel(time=i)
-        rows = np.array([index.setdefault(str(d), len(index))
-                         for d in snap["device_id"].values.tolist()], dtype=np.int64)
-        snaps.append((rows, np.asarray(snap[metric].values, dtype=np.float64),
-                      np.asarray(snap[ts_name].values, dtype=np.float64)))
-    value = np.full(len(index), np.nan)
-    ts = np.full(len(index), np.nan)
-    for rows, v, s in snaps:
-        newer = ~np.isnan(s) & (np.isnan(ts[rows]) | (s > ts[rows]))
-        value[rows[newer]] = v[newer]
-        ts[rows[newer]] = s[newer]
-    ids = np.array(list(index), dtype=str)
-    return xr.Dataset({metric: ("device", value), ts_name: ("device", ts)},
-                      coords={"device_id": ("device", ids)})
+    return f"p{k}of{n}"
 
 
 class IngestWorker:
-    """Ingest of a shared group's member or a site partition, with zarr history and an
-    HTTP health/metrics port.
+    """Ingest of a shared group's member or a site partition, with its history writer and
+    an HTTP health/metrics port.
 
     Parameters
     ----------
@@ -171,8 +112,8 @@ class IngestWorker:
         shared-group member all of them).
     url : str
         Broker URL (``mqtt://user:password@host:port``).
-    data_dir : str or Path
-        Folder of the history store.
+    history_root : str or Path
+        History root (a folder or ``file://`` URL; ``ECOGRID_HISTORY_URL``).
     partition : (int, int)
         ``(k, n)``: worker ``k`` of ``n``.
     shared_group : str, optional
@@ -180,20 +121,25 @@ class IngestWorker:
         partition with ``n > 1``).
     client_id : str, optional
         MQTT client id (default ``ecogrid-ingest-{k}``; for a shared-group member
-        :func:`default_client_id`, and it names the store: unique per worker).
+        :func:`default_client_id`, and it is the writer id: unique per worker).
     flush_s : float
-        History snapshot and flush interval [s], at most 10.
+        History snapshot and flush interval [s], at most 10 (1 is fine).
+    fleet_version : int
+        The fleet's version (the history segment).
+    raw_days : float
+        Raw snapshots are kept this long [days].
     metrics_port : int, optional
         Port of ``/healthz`` and ``/metrics`` (0: any free port; None: no server).
     clock : callable
         ``() -> Unix s``.
     """
 
-    def __init__(self, fleet: Fleet, url: str, data_dir: str | Path, *,
+    def __init__(self, fleet: Fleet, url: str, history_root: str | Path, *,
                  partition: tuple[int, int] = (0, 1), shared_group: str | None = None,
                  client_id: str | None = None,
                  flush_s: float = 5.0, metrics_port: int | None = None,
-                 metrics_host: str = "0.0.0.0", clock: Callable[[], float] = time.time):
+                 metrics_host: str = "0.0.0.0", clock: Callable[[], float] = time.time,
+                 fleet_version: int = 0, raw_days: float = 7.0):
         if not 0 < flush_s <= MAX_FLUSH_S:
             raise ValueError(f"flush interval must be within (0, {MAX_FLUSH_S:g}] s, "
                              f"got {flush_s}")
@@ -206,11 +152,11 @@ class IngestWorker:
         if shared_group is not None:
             validate_group(shared_group)
             client_id = check_client_id(client_id or default_client_id())
-            path = history_path(data_dir, shared_client_id=client_id)
+            wid = writer_id(shared_client_id=client_id)
             self.labels = {"group": shared_group, "client_id": client_id}
         else:
             client_id = client_id or f"ecogrid-ingest-{partition[0]}"
-            path = history_path(data_dir, partition)
+            wid = writer_id(partition)
             self.labels = {"partition": f"{partition[0]}/{partition[1]}"}
         self.ingest = TelemetryIngest(fleet, client_id=client_id, partition=partition,
                                       shared_group=shared_group, clock=clock)
@@ -218,63 +164,97 @@ class IngestWorker:
         sites = fleet.site_id.tolist()
         self.rows = np.array([r for r, s in enumerate(fleet.device_site.tolist())
                               if sites[s] in owned], dtype=np.int64)
-        self.store = TimeSeriesStore(path, time_chunk=720)
+        self.writer = HistoryWriter(
+            history_root, wid, fleet.device_id[self.rows].astype(str).tolist(), fleet_version,
+            sites=self.ingest.sites, exclusive=shared_group is None, raw_days=raw_days, clock=clock)
         self.snapshots = 0
         self.flush_errors = 0
-        self._last_t: int | None = None
         self._stop = threading.Event()
         self._metrics_port = metrics_port
         self._metrics_host = metrics_host
         self._http: ThreadingHTTPServer | None = None
 
     # -- history -------------------------------------------------------------------
-    def flush(self) -> bool:
-        """Append one snapshot of the worker's latest values; False if none was due."""
-        import xarray as xr
+    def open(self) -> IngestWorker:
+        """Claim the worker's sites in the history (raises ``ClaimError`` when a live writer
+        holds them or the writer id)."""
+        self.writer.open()
+        return self
 
-        self.ingest.process_pending()
-        t = int(self.clock())
-        if self._last_t is not None and t <= self._last_t:
-            return False
+    def snapshot(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Metric names, values and time stamps [Unix s] ``(devices, metrics)`` of the
+        worker's devices now: every metric column of the twin, then ``online`` (1/0, NaN
+        while no status was seen; its time stamp is when it last changed)."""
         tel = self.ingest.telemetry
+        sites = self.fleet.device_site[self.rows]
         with tel.lock:
-            value = tel.value[self.rows, :len(METRICS)].copy()
-            ts = tel.ts_s[self.rows, :len(METRICS)].copy()
-        data: dict[str, Any] = {}
-        for j, m in enumerate(METRICS):
-            data[m] = (("time", "device"), value[None, :, j])
-            data[f"{m}_ts_s"] = (("time", "device"), ts[None, :, j])
-        ids = self.fleet.device_id[self.rows].astype(str)
-        chunk = xr.Dataset(data, coords={"time": np.array([t], dtype=np.int64),
-                                         "device_id": ("device", ids)})
-        try:
-            self.store.append(chunk)
-        except StorageError as exc:  # e.g. a store of another fleet, or a clock step back
-            self.flush_errors += 1
-            log.error("history %s: snapshot at %d s not stored: %s", self.store.path, t, exc)
+            metrics = [*tel.metrics, "online"]
+            known = (tel.reported_online[self.rows] != UNKNOWN) | \
+                (tel.site_online[sites] != UNKNOWN)
+            online = np.where(known, tel.online[self.rows].astype(np.float64), np.nan)
+            values = np.column_stack([tel.value[self.rows], online])
+            ts = np.column_stack([tel.ts_s[self.rows], tel.online_changed_s[self.rows]])
+        return metrics, values, ts
+
+    def flush(self, final: bool = False) -> bool:
+        """Append one snapshot of the worker's latest values; False if none was due.
+
+        The snapshot time is the clock rounded down to a multiple of ``flush_s``
+        (``final``: the clock itself, for the last snapshot at a stop).
+        """
+        self.writer.open()
+        self.ingest.process_pending()
+        now = float(self.clock())
+        t = round(now, 3) if final else float(np.floor(now / self.flush_s) * self.flush_s)
+        last = self.writer.last_t_s
+        if last is not None and t <= last:
             return False
-        self.store.set_attrs({**self.labels, **{
-            key: v for key, v in self.ingest.counters().items() if key != "rejects"}})
-        self._last_t = t
+        metrics, values, ts = self.snapshot()
+        info = self._info(self.snapshots + 1)
+        try:
+            self.writer.append(t, metrics, values, ts, info)
+        except HistoryError as exc:
+            self.flush_errors += 1
+            log.error("history %s: snapshot at %.3f s not stored: %s", self.writer.path, t, exc)
+            return False
         self.snapshots += 1
         return True
+
+    def tick(self) -> bool:
+        """A snapshot when the next multiple of ``flush_s`` has come, else only the latest
+        values (the live service polls them); True when a snapshot was written."""
+        last = self.writer.last_t_s
+        now = float(self.clock())
+        if last is None or np.floor(now / self.flush_s) * self.flush_s > last:
+            return self.flush()
+        self.writer.open()
+        self.ingest.process_pending()
+        metrics, values, ts = self.snapshot()
+        self.writer.publish_latest(round(now, 3), metrics, values, ts, self._info())
+        return False
+
+    def _info(self, snapshots: int | None = None) -> dict[str, Any]:
+        return {**self.labels, "snapshots": self.snapshots if snapshots is None else snapshots,
+                **{key: v for key, v in self.ingest.counters().items() if key != "rejects"}}
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self, wait_s: float = 30.0) -> None:
         """Connect, ingest and flush until :meth:`request_stop`; flushes once more at the end."""
+        self.open()
         self._start_http()
         try:
             self.ingest.start(self.url, wait_s=wait_s)
             log.info("ingest worker %s: %d sites, %d devices", self.describe(),
                      len(self.ingest.sites), len(self.rows))
-            while not self._stop.wait(self.flush_s):
-                self.flush()
+            while not self._stop.wait(min(self.flush_s, LATEST_S)):
+                self.tick()
         finally:
             self.ingest.stop()
-            # The last snapshot must not share a second with the previous one.
-            while self._last_t is not None and int(self.clock()) <= self._last_t:
-                time.sleep(0.05)
-            self.flush()
+            last = self.writer.last_t_s
+            while last is not None and round(float(self.clock()), 3) <= last:
+                time.sleep(0.01)  # the last snapshot comes after the previous one
+            self.flush(final=True)
+            self.writer.close()
             if self._http is not None:
                 self._http.shutdown()
                 self._http.server_close()

@@ -13,8 +13,8 @@ Scale-out, two ways (docs/mqtt-scaling.md):
   shared subscription (``$share/ecogrid-ingest/sites/+/telemetry``, ...): the
   broker hands each message to one member of the group, so any number of
   workers split the load, but any worker may see any device, and each
-  worker's arrays hold only what it saw (merge their histories by time stamp:
-  :func:`adapters.ingest_worker.latest_values`);
+  worker's arrays hold only what it saw (:class:`adapters.history.History`
+  merges their histories by time stamp);
 * ``partition=(k, n)`` subscribes only to the sites whose id hashes to ``k``
   modulo ``n`` (CRC-32), so ``n`` workers share the fleet and each device's
   state (values, online and stale flags) lives in exactly one worker.

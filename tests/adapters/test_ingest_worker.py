@@ -1,5 +1,6 @@
 """``ecogrid ingest``: worker processes on a real Mosquitto (site partitions and a
-shared-subscription group), zarr history, merging the stores, SIGTERM, bad input."""
+shared-subscription group), their history writers, the merged history, SIGTERM, claims,
+bad input."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import urllib.request
 import numpy as np
 import orjson
 import pytest
+import zarr
 
 from adapters.broker import free_port
-from adapters.ingest_worker import IngestWorker, history_paths, latest_values, parse_partition
+from adapters.history import History, HistoryError, read_latest
+from adapters.history_claims import ClaimError
+from adapters.ingest_worker import IngestWorker, parse_partition
 from adapters.mqtt.client import connect, make_client
 from adapters.mqtt.ingest import owns_site
-from adapters.storage import StorageError, read_time_range
 from api.cli.main import main
 from twin.generator import generate_fleet
 
@@ -104,22 +107,29 @@ def test_two_worker_processes_record_every_message_once_and_stop_on_sigterm(
         _cleanup(pub, procs)
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
 
+    h = History(tmp_path / "history")
+    info = {w.writer: w for w in h.writers()}
+    stores = {s.writer: s for s in h.stores()}
     recorded: dict[str, float] = {}
     for k in range(2):
-        ds = read_time_range(tmp_path / f"telemetry-{k}-of-2.zarr")
-        assert ds.attrs["values"] == n_msgs[k]  # nothing refused
-        assert ds.attrs["messages"] == n_msgs[k]  # flushed at SIGTERM, with the final counts
+        wid = f"p{k}of2"
+        assert not info[wid].live  # the claim went with the worker
+        assert info[wid].info["values"] == n_msgs[k]  # nothing refused
+        assert info[wid].info["messages"] == n_msgs[k]  # flushed at SIGTERM, final counts
         figures = json.loads(outs[k][0].strip().splitlines()[-1])
-        assert figures["snapshots"] == ds.sizes["time"] >= 1
+        store = stores[wid]
+        assert figures["snapshots"] == info[wid].info["snapshots"] == store.raw_rows >= 1
         # The last snapshot was written on SIGTERM (not before), with the final counts.
-        assert int(ds["time"].values[-1].astype("datetime64[s]").astype(np.int64)) >= t_term
-        last = ds.isel(time=-1)
-        ids = [str(d) for d in ds["device_id"].values]
-        v_last = last["v"].values
+        assert store.last_t_s >= t_term
+        last = h.read(store.last_t_s, store.last_t_s + 1, "v", devices=store.device_ids,
+                      now_s=store.last_t_s)
+        v_last = last.values[-1]
         assert not np.isnan(v_last).any()
-        assert (last["v_ts_s"].values == now + 2).all()  # the newest of each device's three
-        assert np.isnan(last["p_kw"].values).all()  # nothing else was sent
-        for dev, v in zip(ids, v_last, strict=True):
+        latest = h.latest(store.device_ids)
+        assert (latest.column("v")[1] == now + 2).all()  # the newest of each device's three
+        assert np.isnan(latest.column("p_kw")[0]).all()  # nothing else was sent
+        assert "online" in latest.metrics
+        for dev, v in zip(store.device_ids, v_last, strict=True):
             assert dev not in recorded  # each device's state in exactly one worker
             recorded[dev] = float(v)
     rows = {d: r for r, d in enumerate(fleet.device_id.tolist())}
@@ -180,28 +190,31 @@ def test_shared_group_workers_split_the_messages_and_their_stores_merge(mosquitt
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
     assert n_sent == rounds * fleet.n_devices
 
-    paths = history_paths(tmp_path)
-    assert [p.name for p in paths] == [f"telemetry-{n}.zarr" for n in names]
-    for k, path in enumerate(paths):
-        ds = read_time_range(path)
-        assert ds.attrs["messages"] == counts[k]  # each message counted in exactly one store
-        assert ds.attrs["group"] == "ecogrid-ingest" and ds.attrs["client_id"] == names[k]
-        assert ds.sizes["device"] == fleet.n_devices  # a member covers the whole fleet
+    root = tmp_path / "history"
+    h = History(root)
+    assert [st.path.name for st in h.stores()] == [f"telemetry-{n}-0.zarr" for n in names]
+    info = {w.writer: w.info for w in h.writers()}
+    for k, st in enumerate(h.stores()):
+        assert info[names[k]]["messages"] == counts[k]  # each message in exactly one writer
+        assert info[names[k]]["group"] == "ecogrid-ingest"
+        assert info[names[k]]["client_id"] == names[k]
+        assert st.device_ids == fleet.device_id.tolist()  # a member covers the whole fleet
         assert json.loads(outs[k][0].strip().splitlines()[-1])["messages"] == counts[k]
     assert sum(counts) == n_sent
-    merged = latest_values(paths, "v")
+    merged = h.latest()
     rows = {d: r for r, d in enumerate(fleet.device_id.tolist())}
-    assert set(merged["device_id"].values.tolist()) == set(rows)
-    for dev, v, ts in zip(merged["device_id"].values.tolist(), merged["v"].values,
-                          merged["v_ts_s"].values, strict=True):
-        assert (v, ts) == (float((rounds - 1) * 1000 + rows[dev]), now + rounds - 1)
-    # No single store holds all the newest values: the merge is what makes them whole.
-    singles = [read_time_range(p).isel(time=-1)["v_ts_s"].values for p in paths]
-    assert not any((t == now + rounds - 1).all() for t in singles)
-    assert np.isnan(latest_values(paths, "p_kw")["p_kw"].values).all()  # nothing else sent
+    assert set(merged.device_ids) == set(rows)
+    v, ts = merged.column("v")
+    for dev, val, t in zip(merged.device_ids, v, ts, strict=True):
+        assert (val, t) == (float((rounds - 1) * 1000 + rows[dev]), now + rounds - 1)
+    # No single writer holds all the newest values: the merge is what makes them whole.
+    singles = [read_latest(root / "latest" / f"{n}.npz") for n in names]
+    assert not any((f["ts_s"][:, f["metrics"].index("v")] == now + rounds - 1).all()
+                   for f in singles)
+    assert np.isnan(merged.column("p_kw")[0]).all()  # nothing else sent
 
 
-def test_latest_values_takes_the_newest_time_stamp_of_any_store(tmp_path):
+def test_history_takes_the_newest_time_stamp_of_any_worker(tmp_path):
     fleet = generate_fleet(2, seed=1)
     t = [1_800_000_000.0]
     workers = [IngestWorker(fleet, "mqtt://127.0.0.1:1", tmp_path, shared_group="g",
@@ -216,18 +229,24 @@ def test_latest_values_takes_the_newest_time_stamp_of_any_store(tmp_path):
     write(0, [1.0, 2.0, 3.0], [10, 10, 10])
     write(1, [5.0, np.nan, 7.0], [20, np.nan, 5])  # row 1 never seen by m-1
     assert all(w.flush() for w in workers)
+    assert not workers[0].flush()  # the same grid slot: no snapshot due
     t[0] += 10
     write(0, [9.0, 9.0, 9.0], [30, 30, 30])
     assert workers[0].flush()
-    paths = history_paths(tmp_path)
-    first = latest_values(paths, "p_kw", at_s=1_800_000_005)  # the first snapshots
-    assert first["p_kw"].values[:3].tolist() == [5.0, 2.0, 3.0]
-    assert first["p_kw_ts_s"].values[:3].tolist() == [20.0, 10.0, 10.0]
-    assert latest_values(paths, "p_kw")["p_kw"].values[:3].tolist() == [9.0, 9.0, 9.0]
-    assert latest_values(paths, "p_kw", at_s=0)["device_id"].size == 0  # before any snapshot
-    assert np.isnan(first["p_kw"].values[3:]).all()  # devices nobody heard from
-    with pytest.raises(StorageError, match="nope"):
-        latest_values(paths, "nope")
+    h = History(tmp_path)
+    first = h.read(t[0] - 10, t[0] - 5, "p_kw", now_s=t[0])  # the first snapshots
+    assert first.values[0, :3].tolist() == [5.0, 2.0, 3.0]
+    assert h.read(t[0], t[0] + 1, "p_kw", now_s=t[0]).values[0, :3].tolist() == [9.0] * 3
+    latest = h.latest()
+    assert latest.column("p_kw")[0][:3].tolist() == [9.0, 9.0, 9.0]
+    assert latest.column("p_kw")[1][:3].tolist() == [30.0, 30.0, 30.0]
+    assert np.isnan(latest.column("p_kw")[0][3:]).all()  # devices nobody heard from
+    assert np.isnan(latest.column("online")[0]).all()  # no status seen yet
+    assert h.read(t[0] - 100, t[0] - 50, "p_kw", now_s=t[0]).t_s.size == 0  # before any
+    with pytest.raises(HistoryError, match="nope"):
+        h.read(t[0] - 10, t[0], "nope", now_s=t[0])
+    for w in workers:
+        w.writer.close()
 
 
 def test_shared_mode_bad_input(capsys, tmp_path):
@@ -247,7 +266,8 @@ def test_shared_mode_bad_input(capsys, tmp_path):
     w = IngestWorker(generate_fleet(2, seed=1), "mqtt://127.0.0.1:1", tmp_path,
                      shared_group="g")
     assert w.ingest.client_id.startswith("ecogrid-ingest-")
-    assert w.store.path.name == f"telemetry-{w.ingest.client_id}.zarr"
+    assert w.writer.writer_id == w.ingest.client_id
+    assert w.writer.path.name == f"telemetry-{w.ingest.client_id}-0.zarr"
     assert w.labels == {"group": "g", "client_id": w.ingest.client_id}
 
 
@@ -268,14 +288,50 @@ def test_partition_parsing_and_bad_input(capsys, tmp_path):
     assert "flush interval" in capsys.readouterr().err
 
 
-def test_snapshot_into_a_store_of_another_fleet_is_refused_and_counted(tmp_path):
-    clock = iter(range(1_800_000_000, 1_800_000_100))
+def test_workers_claim_their_sites_and_a_store_of_another_fleet_is_refused(tmp_path, capsys):
+    clock = iter(range(1_800_000_000, 1_800_000_100, 5))
     first = IngestWorker(generate_fleet(2, seed=1), "mqtt://127.0.0.1:1", tmp_path,
-                         clock=lambda: float(next(clock)))
+                         clock=lambda: float(next(clock))).open()
     assert first.flush() and first.snapshots == 1
-    other = IngestWorker(generate_fleet(3, seed=1), "mqtt://127.0.0.1:1", tmp_path,
-                         clock=lambda: float(next(clock)))
-    assert not other.flush()
-    assert other.flush_errors == 1 and other.snapshots == 0
-    assert b"ecogrid_ingest_snapshot_errors_total" in other.metrics_text()
-    assert read_time_range(tmp_path / "telemetry-0-of-1.zarr").sizes["time"] == 1
+    assert b"ecogrid_ingest_snapshot_errors_total" in first.metrics_text()
+    other = IngestWorker(generate_fleet(3, seed=1), "mqtt://127.0.0.1:1", tmp_path)
+    with pytest.raises(ClaimError, match="'p0of1' is in use"):
+        other.open()
+    member = IngestWorker(generate_fleet(2, seed=1), "mqtt://127.0.0.1:1", tmp_path,
+                          shared_group="g", client_id="m1")
+    with pytest.raises(ClaimError, match="shared: writer 'p0of1'"):
+        member.open()  # a shared member may see any device: not beside a partition worker
+    first.writer.close()
+    with pytest.raises(HistoryError, match="new fleet_version"):
+        other.open()
+    IngestWorker(generate_fleet(3, seed=1), "mqtt://127.0.0.1:1", tmp_path,
+                 fleet_version=1).open().writer.close()  # a new segment is fine
+    assert [s.fleet_version for s in History(tmp_path).stores()] == [0, 1]
+    assert History(tmp_path).stores()[0].raw_rows == 1
+    # The CLI refuses a data folder with history in an old layout, naming the command.
+    (tmp_path / "old").mkdir()
+    zarr.open_group(str(tmp_path / "old" / "history.zarr"), mode="w").attrs["device_ids"] = []
+    zarr.open_group(str(tmp_path / "old" / "history.zarr"), mode="a").create_array(
+        "t_s", shape=(0,), dtype="f8")
+    assert main(["ingest", "--sites", "2", "--broker", "mqtt://127.0.0.1:1",
+                 "--data-dir", str(tmp_path / "old")]) == 2
+    assert "ecogrid history convert --data-dir" in capsys.readouterr().err
+
+
+def test_latest_values_are_published_every_second_between_snapshots(tmp_path):
+    fleet = generate_fleet(2, seed=1)
+    t = [1_800_000_000.0]
+    w = IngestWorker(fleet, "mqtt://127.0.0.1:1", tmp_path, flush_s=5.0,
+                     clock=lambda: t[0]).open()
+    tel = w.ingest.telemetry
+    col = tel.metric_column("p_kw")
+    assert w.tick()  # the first tick takes a snapshot
+    t[0] += 1
+    tel.write(np.array([0]), np.array([col]), np.array([4.0]), np.array([t[0]]))
+    assert not w.tick()  # inside the same 5 s: only the latest file
+    h = History(tmp_path)
+    assert h.latest([fleet.device_id[0]]).column("p_kw")[0].tolist() == [4.0]
+    assert h.stores()[0].raw_rows == 1
+    t[0] += 4
+    assert w.tick() and h.stores()[0].raw_rows == 2
+    w.writer.close()

@@ -193,7 +193,8 @@ def test_ingest_workers_are_a_shared_group_in_a_statefulset():
     assert parsed.command == "ingest"
     # Members of one shared-subscription group, not site partitions.
     assert parsed.shared == "ecogrid-ingest" and parsed.partition is None
-    from adapters.ingest_worker import history_path
+    from adapters.history import store_name
+    from adapters.ingest_worker import writer_id
     from adapters.mqtt.topics import validate_group
 
     validate_group(parsed.shared)
@@ -201,8 +202,8 @@ def test_ingest_workers_are_a_shared_group_in_a_statefulset():
     assert "$(POD_NAME)" in args and parsed.client_id == "ecogrid-ingest-1"
     env = {e["name"]: e for e in _container("StatefulSet", "ecogrid-ingest")["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    stores = {history_path("/d", shared_client_id=_ingest_args(f"ecogrid-ingest-{k}")[1]
-                           .client_id).name for k in range(3)}
+    stores = {store_name(writer_id(shared_client_id=_ingest_args(f"ecogrid-ingest-{k}")[1]
+                                   .client_id), 0) for k in range(3)}
     assert len(stores) == 3
     # The autoscaler owns the pod count: re-applying must not reset it.
     assert "replicas" not in sts["spec"]
