@@ -16,7 +16,7 @@ A worker is either
 
 It runs :class:`~adapters.mqtt.ingest.TelemetryIngest`, appends a snapshot of
 every metric column of its devices (and their time stamps, and the ``online``
-flag) to the history (:class:`adapters.history_writer.HistoryWriter`) every
+flag) to the history (:class:`adapters.history.writer.HistoryWriter`) every
 ``flush_s`` seconds (snapshot times on a grid of ``flush_s``, so the workers'
 snapshots line up) and once more when it stops, replaces its latest file every
 second in between (what the live service polls), and serves ``/healthz`` and
@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from adapters.history_writer import HistoryWriter
+from adapters.history.writer import HistoryWriter
 from adapters.mqtt.ingest import TelemetryIngest
 from adapters.mqtt.topics import validate_group
 from adapters.storage import HistoryError
 from twin.fleet import Fleet
-from twin.telemetry import UNKNOWN
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,8 @@ class IngestWorker:
             self.labels = {"partition": f"{partition[0]}/{partition[1]}"}
         self.ingest = TelemetryIngest(fleet, client_id=client_id, partition=partition,
                                       shared_group=shared_group, clock=clock)
-        owned = set(self.ingest.sites)
-        sites = fleet.site_id.tolist()
-        self.rows = np.array([r for r, s in enumerate(fleet.device_site.tolist())
-                              if sites[s] in owned], dtype=np.int64)
+        self.rows = self._own_rows()
+        self._fleet_lock = threading.RLock()  # snapshots and fleet changes, one at a time
         self.writer = HistoryWriter(
             history_root, wid, fleet.device_id[self.rows].astype(str).tolist(), fleet_version,
             sites=self.ingest.sites, exclusive=shared_group is None, raw_days=raw_days, clock=clock)
@@ -183,18 +182,24 @@ class IngestWorker:
 
     def snapshot(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Metric names, values and time stamps [Unix s] ``(devices, metrics)`` of the
-        worker's devices now: every metric column of the twin, then ``online`` (1/0, NaN
-        while no status was seen; its time stamp is when it last changed)."""
-        tel = self.ingest.telemetry
-        sites = self.fleet.device_site[self.rows]
-        with tel.lock:
-            metrics = [*tel.metrics, "online"]
-            known = (tel.reported_online[self.rows] != UNKNOWN) | \
-                (tel.site_online[sites] != UNKNOWN)
-            online = np.where(known, tel.online[self.rows].astype(np.float64), np.nan)
-            values = np.column_stack([tel.value[self.rows], online])
-            ts = np.column_stack([tel.ts_s[self.rows], tel.online_changed_s[self.rows]])
-        return metrics, values, ts
+        worker's devices now (:meth:`twin.telemetry.Telemetry.store_snapshot`)."""
+        return self.ingest.telemetry.store_snapshot(self.rows)
+
+    def set_fleet(self, fleet: Fleet, fleet_version: int) -> None:
+        """Take a changed fleet: the ingest's arrays and subscriptions, this worker's
+        devices, and a new segment of its history store."""
+        with self._fleet_lock:
+            self.ingest.set_fleet(fleet)
+            self.fleet = fleet
+            self.rows = self._own_rows()
+            self.writer.set_fleet(fleet.device_id[self.rows].astype(str).tolist(),
+                                  fleet_version, sites=self.ingest.sites)
+
+    def _own_rows(self) -> np.ndarray:
+        owned = set(self.ingest.sites)
+        sites = self.fleet.site_id.tolist()
+        return np.array([r for r, s in enumerate(self.fleet.device_site.tolist())
+                         if sites[s] in owned], dtype=np.int64)
 
     def flush(self, final: bool = False) -> bool:
         """Append one snapshot of the worker's latest values; False if none was due.
@@ -202,6 +207,10 @@ class IngestWorker:
         The snapshot time is the clock rounded down to a multiple of ``flush_s``
         (``final``: the clock itself, for the last snapshot at a stop).
         """
+        with self._fleet_lock:
+            return self._flush(final)
+
+    def _flush(self, final: bool) -> bool:
         self.writer.open()
         self.ingest.process_pending()
         now = float(self.clock())
@@ -223,10 +232,14 @@ class IngestWorker:
     def tick(self) -> bool:
         """A snapshot when the next multiple of ``flush_s`` has come, else only the latest
         values (the live service polls them); True when a snapshot was written."""
+        with self._fleet_lock:
+            return self._tick()
+
+    def _tick(self) -> bool:
         last = self.writer.last_t_s
         now = float(self.clock())
         if last is None or np.floor(now / self.flush_s) * self.flush_s > last:
-            return self.flush()
+            return self._flush(False)
         self.writer.open()
         self.ingest.process_pending()
         metrics, values, ts = self.snapshot()
@@ -280,8 +293,6 @@ class IngestWorker:
     # -- HTTP ------------------------------------------------------------------------
     def metrics_text(self) -> bytes:
         """Prometheus exposition of the worker's counters."""
-        from prometheus_client import CollectorRegistry, generate_latest
-
         registry = CollectorRegistry()
         registry.register(_Collector(self))
         return generate_latest(registry)
@@ -298,8 +309,6 @@ class IngestWorker:
                     body, code, kind = (b"ok\n" if ok else b"not connected\n",
                                         200 if ok else 503, "text/plain")
                 elif self.path == "/metrics":
-                    from prometheus_client import CONTENT_TYPE_LATEST
-
                     body, code, kind = worker.metrics_text(), 200, CONTENT_TYPE_LATEST
                 else:
                     body, code, kind = b"not found\n", 404, "text/plain"
@@ -325,8 +334,6 @@ class _Collector:
         self.worker = worker
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         c = self.worker.ingest.counters()
         # partition="K/N", or group="G" and client_id="ID" for a shared-group member
         labels = list(self.worker.labels)

@@ -4,7 +4,7 @@
         --day-interval 5
 
 Part 1 appends ``--appends`` snapshots of ``--devices`` x ``--metrics`` values
-(and their time stamps) with :class:`~adapters.history_writer.HistoryWriter`:
+(and their time stamps) with :class:`~adapters.history.writer.HistoryWriter`:
 ``append_ms`` is the median of the appends inside a bucket, ``close_5m_ms`` and
 ``close_1h_ms`` the appends that close a 5-minute or hourly bucket (they write
 the rollups). Part 2 writes one UTC day of ``p_kw`` every ``--day-interval``
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from adapters.history import History
-from adapters.history_writer import HistoryWriter
+from adapters.history.writer import HistoryWriter
 
 DAY0 = 1_800_835_200.0  # a UTC midnight
 

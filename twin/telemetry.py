@@ -31,6 +31,9 @@ from twin.fleet import Fleet
 METRICS: tuple[str, ...] = ("p_kw", "q_kvar", "v", "soc", "e_kwh", "temp_c")
 
 UNKNOWN = -1  # status not known yet (no status message seen)
+# Status flags kept beside the metrics in the telemetry store, per device (1/0, NaN unknown):
+# the device's own reported status and its site gateway's.
+FLAGS: tuple[str, ...] = ("online", "gateway_online")
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,25 @@ class Telemetry:
             return np.full(n, np.nan), np.full(n, np.nan)
         with self.lock:
             return self.value[:, col].copy(), self.ts_s[:, col].copy()
+
+    def store_snapshot(self, rows: np.ndarray | None = None
+                       ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """What the telemetry store keeps of ``rows`` (default: every device) now:
+        ``(names, values, ts_s)`` with one column per metric and per :data:`FLAGS` flag
+        (1/0, NaN while unknown; the flag's time stamp is when it last changed), arrays
+        of shape ``(len(rows), len(names))``."""
+        rows = np.arange(self.value.shape[0]) if rows is None else np.asarray(rows, np.int64)
+        with self.lock:
+            site = self.fleet.device_site[rows]
+            reported = self.reported_online[rows].astype(np.float64)
+            gateway = self.site_online[site].astype(np.float64)
+            reported[reported == UNKNOWN] = np.nan
+            gateway[gateway == UNKNOWN] = np.nan
+            values = np.column_stack([self.value[rows], reported, gateway])
+            ts = np.column_stack([self.ts_s[rows], self.online_changed_s[rows],
+                                  self.site_online_changed_s[site]])
+            names = [*self.metrics, *FLAGS]
+        return names, values, ts
 
     def snapshot(self) -> dict[str, np.ndarray | list[str]]:
         """A consistent copy of every array (for a reader in another thread)."""

@@ -96,6 +96,8 @@ def power_blocks(history: History, fleet: Fleet, start_s: float, end_s: float,
     ids = devices if devices is not None else fleet.device_id.tolist()
     step = plan.resolution_s * BLOCK_ROWS
     t0 = start_s
+    if plan.every_s is not None:  # whole buckets of the store's (UTC-aligned) grid
+        t0 = math.floor(start_s / plan.resolution_s) * plan.resolution_s
     while t0 < end_s:
         t1 = min(end_s, t0 + step)
         ahead = min(end_s, t1 + plan.resolution_s)

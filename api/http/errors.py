@@ -15,12 +15,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.history import HistoryError, UnknownDeviceError
 from adapters.registry import RegistryError
 from adapters.registry.commands import CommandStateError
 from adapters.registry.plans import PlanStateError
-from api.accounts import AuthError, RateLimited
-from adapters.history import HistoryError, UnknownDeviceError
 from adapters.storage import StorageError
+from api.accounts import AuthError, RateLimited
 from api.analytics.market import MarketError
 from api.live.approvals import SetpointError
 from api.live.types import ServiceUnavailable

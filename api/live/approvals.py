@@ -33,8 +33,8 @@ import numpy as np
 from adapters.registry import Registry, RegistryError
 from adapters.registry import audit as audit_repo
 from adapters.registry import commands as cmd_repo
-from adapters.registry import plans as plan_repo
 from adapters.registry import fleet as fleet_repo
+from adapters.registry import plans as plan_repo
 from api.live.logs import log_context
 from api.live.metrics import Metrics
 from api.live.types import Clock, CommandLink, Notify

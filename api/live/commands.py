@@ -19,8 +19,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from adapters.mqtt.commands import CommandPublisher
 from adapters.registry import Registry
 from adapters.registry.command_store import SqlCommandStore

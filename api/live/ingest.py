@@ -37,14 +37,12 @@ from api.live.hub import Hub
 from api.live.metrics import Metrics
 from api.live.types import Clock
 from twin.fleet import Fleet
-from twin.telemetry import Telemetry
+from twin.telemetry import FLAGS, Telemetry
 
 log = logging.getLogger(__name__)
 
 #: Metrics pushed on the WebSocket ``telemetry`` channel.
 PUSHED: tuple[str, ...] = ("p_kw", "soc")
-#: Per-device flags stored beside the metrics (1 or 0; NaN while unknown).
-FLAGS: tuple[str, ...] = ("online", "gateway_online")
 
 
 class _Push:
@@ -148,25 +146,6 @@ class LiveIngest:
             self.on_gateway(event.rows, event.values)
 
 
-def snapshot_arrays(telemetry: Telemetry) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Every metric column of ``telemetry`` plus the device and gateway flags, as
-    ``(names, values (n_devices, n), ts_s (n_devices, n))`` for the store."""
-    with telemetry.lock:
-        names = [*telemetry.metrics, *FLAGS]
-        value = telemetry.value.copy()
-        ts = telemetry.ts_s.copy()
-        reported = telemetry.reported_online.astype(np.float64)
-        site = telemetry.site_online[telemetry.fleet.device_site].astype(np.float64)
-        flags_ts = np.stack([telemetry.last_seen_s, telemetry.last_seen_s], axis=1)
-        gw_changed = telemetry.site_online_changed_s[telemetry.fleet.device_site]
-    reported[reported < 0] = np.nan  # unknown
-    site[site < 0] = np.nan
-    flags_ts[:, 1] = np.fmax(flags_ts[:, 1], gw_changed)
-    flags_ts[:, 0] = np.fmax(flags_ts[:, 0], telemetry.online_changed_s)
-    return (names, np.column_stack([value, reported, site]),
-            np.column_stack([ts, flags_ts]))
-
-
 class Recorder:
     """Appends the twin's telemetry to the store every ``flush_s`` (the leader's writer).
 
@@ -192,7 +171,7 @@ class Recorder:
     def flush(self) -> None:
         """Append one snapshot (snapshot times are whole multiples of ``flush_s``)."""
         t = np.floor(self.clock() / self.flush_s) * self.flush_s
-        names, values, ts = snapshot_arrays(self.telemetry)
+        names, values, ts = self.telemetry.store_snapshot()
         if values.shape[0] != len(self.writer.device_ids):
             return  # a fleet change is under way; the next snapshot has the new devices
         self.writer.append(float(t), names, values, ts)

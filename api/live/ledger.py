@@ -35,7 +35,6 @@ from twin.fleet import Fleet
 from twin.kpis import Tariff, device_flows, energy_value
 from twin.telemetry import Telemetry
 
-
 log = logging.getLogger(__name__)
 
 DAY_S = 86400.0

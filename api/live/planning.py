@@ -178,12 +178,9 @@ class HistoryWindow:
         oldest = np.floor((now_s - self.window_s) / self.every_s) * self.every_s
         start = float(self._t[-1]) if len(self._t) else oldest
         start = max(start, oldest)
-        end = np.floor(now_s / self.every_s) * self.every_s + self.every_s
-        if not end > start:
-            return
         try:
-            frame = history.read(start, end, "p_kw", every_s=self.every_s, now_s=now_s)
-        except HistoryError as exc:  # nothing stored yet, or no p_kw yet
+            frame = history.read_since(start, "p_kw", every_s=self.every_s, now_s=now_s)
+        except HistoryError as exc:  # nothing stored yet
             log.debug("no history for the planner yet: %s", exc)
             return
         self._add(frame.t_s, frame.values, list(frame.device_ids))

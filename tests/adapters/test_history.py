@@ -15,9 +15,9 @@ import zarr
 
 import adapters.history as history_mod
 from adapters.history import History, HistoryError, UnknownDeviceError, root_path, store_name
-from adapters.history_claims import ClaimError
-from adapters.history_legacy import LegacyHistoryError, check_layout, convert_legacy
-from adapters.history_writer import HistoryWriter
+from adapters.history.claims import ClaimError
+from adapters.history.legacy import LegacyHistoryError, check_layout, convert_legacy
+from adapters.history.writer import HistoryWriter
 from adapters.storage import TimeSeriesStore, bucket_means
 
 T0 = 1_800_000_000.0  # a multiple of 3600 s: the start of an hour bucket

@@ -20,7 +20,7 @@ import zarr
 
 from adapters.broker import free_port
 from adapters.history import History, HistoryError, read_latest
-from adapters.history_claims import ClaimError
+from adapters.history.claims import ClaimError
 from adapters.ingest_worker import IngestWorker, parse_partition
 from adapters.mqtt.client import connect, make_client
 from adapters.mqtt.ingest import owns_site

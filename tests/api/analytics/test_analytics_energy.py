@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+from api.history import TelemetryHistory
 
 from api import analytics as an
-from api.history import TelemetryHistory
 from tests.twin.test_fleet import small_records
 from twin.fleet import Fleet
 from twin.kpis import Tariff

@@ -32,7 +32,7 @@ def test_demo_runs_the_loop_and_stops_cleanly(tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "demo", "--sites", "2",
                              "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
+                            cwd=Path(__file__).resolve().parents[3])
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
                               daemon=True)

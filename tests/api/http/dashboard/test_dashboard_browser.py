@@ -28,7 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+SHOTS = Path(__file__).resolve().parents[4] / "artifacts" / "screenshots"
 ADMIN = ("root", "root-pass-1")
 OPERATOR = ("olga", "olga-pass-1")
 VIEWER = ("vic", "vic-pass-1")

@@ -14,7 +14,7 @@ import pytest
 
 from api.settings import Settings
 from tests.adapters.registry_fixtures import postgres_schema
-from tests.alerting.smtp_sink import smtp_sink
+from tests.api.alerts.smtp_sink import smtp_sink
 from tests.api.server import (
     add_staff,
     login,

@@ -14,7 +14,7 @@ from adapters.registry import alerts as alert_repo
 from api.alerts.email import EmailNotifier
 from api.alerts.manager import AlertManager, Condition
 from tests.adapters.registry_fixtures import postgres_schema
-from tests.alerting.smtp_sink import smtp_sink
+from tests.api.alerts.smtp_sink import smtp_sink
 
 T0 = 1_790_000_000.0
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.history_claims import ClaimInfo
+from adapters.history.claims import ClaimInfo
 from adapters.storage import HistoryError
 
 

@@ -8,7 +8,7 @@ from api.alerts.watch import ANOMALY_KINDS
 from api.settings import Settings
 from twin.telemetry import METRICS
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def test_every_setting_is_in_the_configuration_table():

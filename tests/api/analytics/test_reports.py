@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+from api.history import TelemetryHistory
 
 from adapters.registry import fleet as fleet_repo
 from adapters.registry import open_registry
 from api import reports as rp
 from api.cli.main import main as ecogrid
-from api.history import TelemetryHistory
-from tests.analytics.test_analytics_energy import TARIFF, P, T
+from tests.api.analytics.test_analytics_energy import TARIFF, P, T
 from tests.twin.test_fleet import small_records
 from twin.fleet import Fleet
 

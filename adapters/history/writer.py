@@ -1,9 +1,9 @@
 """The writer of the telemetry history (the layout is :mod:`adapters.history`'s).
 
 :class:`HistoryWriter` is one process's writer: it holds its claim
-(:mod:`adapters.history_claims`), appends snapshots to the store of its
+(:mod:`adapters.history.claims`), appends snapshots to the store of its
 current fleet segment, keeps the open rollup bucket of each tier in memory
-(:class:`~adapters.history_rollup.Accumulator`), writes a bucket when a later
+(:class:`~adapters.history.rollup.Accumulator`), writes a bucket when a later
 snapshot closes it, drops raw days past the retention and replaces its latest
 file at every append.
 
@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.history import (
+from adapters.history.claims import WriterClaim, check_writer_id
+from adapters.history.rollup import STAT_DTYPES, Accumulator, bucket_start
+from adapters.history.store import (
     DAY_S,
     TIERS,
     SegmentStore,
@@ -39,8 +41,6 @@ from adapters.history import (
     store_name,
     write_latest,
 )
-from adapters.history_claims import WriterClaim, check_writer_id
-from adapters.history_rollup import STAT_DTYPES, Accumulator, bucket_start
 from adapters.storage import HistoryError, RowSeries
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """The telemetry history: one zarr v3 store per writer and fleet segment, raw and rollup tiers.
 
 This module owns the layout (every zarr access of it) and reads it
-(:class:`History`); :mod:`adapters.history_writer` appends to it
-(``HistoryWriter``), :mod:`adapters.history_claims` keeps two writers of one
-site apart, :mod:`adapters.history_rollup` is the arithmetic and
-:mod:`adapters.history_legacy` converts the old layouts.
+(:class:`History`); :mod:`adapters.history.writer` appends to it
+(``HistoryWriter``), :mod:`adapters.history.claims` keeps two writers of one
+site apart, :mod:`adapters.history.rollup` is the arithmetic and
+:mod:`adapters.history.legacy` converts the old layouts.
 
 Layout under the history root (``ECOGRID_HISTORY_URL``, default
 ``$ECOGRID_DATA_DIR/history``; a plain path or a ``file://`` URL)::
@@ -69,8 +69,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import zarr
 
-from adapters.history_claims import ClaimError, check_writer_id, read_claims
-from adapters.history_rollup import (
+from adapters.history.claims import ClaimError, check_writer_id, read_claims
+from adapters.history.rollup import (
     READ_STATS,
     bucket_start,
     empty_stats,
@@ -80,7 +80,7 @@ from adapters.history_rollup import (
     reaggregate,
     row_stats,
 )
-from adapters.history_types import HistoryRead, Latest, StoreInfo, UnknownDeviceError, WriterInfo
+from adapters.history.types import HistoryRead, Latest, StoreInfo, UnknownDeviceError, WriterInfo
 from adapters.storage import (
     MAX_POINTS,
     HistoryError,
@@ -433,7 +433,8 @@ class History:
                                   f.get("fleet_version"), f.get("info", {})))
         return out
 
-    def _columns(self, stores: list[SegmentStore], devices: Sequence[str] | None
+    def _columns(self, stores: list[SegmentStore], devices: Sequence[str] | None,
+                 missing: str = "error"
                  ) -> tuple[list[str], list[tuple[SegmentStore, np.ndarray, np.ndarray]], np.ndarray]:
         """Device ids of the answer, per store (its columns, theirs), and the stores per id."""
         if devices is None:
@@ -443,9 +444,9 @@ class History:
             if len(set(ids)) != len(ids):
                 raise HistoryError("devices must not repeat an id")
             known = {d for s in stores for d in s.device_ids}
-            missing = [d for d in ids if d not in known]
-            if missing:
-                raise UnknownDeviceError(missing, self.root)
+            unknown = [d for d in ids if d not in known]
+            if unknown and missing == "error":
+                raise UnknownDeviceError(unknown, self.root)
         pos = {d: i for i, d in enumerate(ids)}
         parts, holders = [], np.zeros(len(ids), dtype=np.int64)
         for s in stores:
@@ -459,7 +460,8 @@ class History:
     # -- reading -----------------------------------------------------------------------
     def read(self, start_s: float, end_s: float, metric: str,
              devices: Sequence[str] | None = None, every_s: float | None = None,
-             stat: str = "mean", now_s: float | None = None) -> HistoryRead:
+             stat: str = "mean", now_s: float | None = None, missing: str = "error"
+             ) -> HistoryRead:
         """One metric of some devices in ``[start_s, end_s)`` [Unix s], merged over stores.
 
         The tier: raw while the range lies inside the raw retention and
@@ -484,22 +486,27 @@ class History:
             Bucket statistic (raw rows without ``every_s``: the values).
         now_s : float, optional
             The time the raw retention counts back from [Unix s] (default: the clock).
+        missing : {"error", "nan"}
+            A device id no store holds: an error, or a column of NaN (a device of the
+            fleet that has not reported yet).
 
         Raises
         ------
         UnknownDeviceError
-            For device ids no store holds.
+            For device ids no store holds (with ``missing="error"``).
         HistoryError
             For a bad range, statistic or metric.
         """
         check_range(start_s, end_s, every_s)
         if stat not in READ_STATS:
             raise HistoryError(f"stat must be one of {list(READ_STATS)}, got {stat!r}")
+        if missing not in ("error", "nan"):
+            raise HistoryError(f"missing must be 'error' or 'nan', got {missing!r}")
         stores = self._scan()
         if metric not in STANDARD_METRICS and metric not in self.metrics():
             raise HistoryError(f"no metric {metric!r} in the history (known: "
                                f"{', '.join(self.metrics()) or 'none'})")
-        ids, parts, holders = self._columns(stores, devices)
+        ids, parts, holders = self._columns(stores, devices, missing)
         now = self.clock() if now_s is None else float(now_s)
         raw_ok = start_s >= now - self.raw_days * DAY_S
         if raw_ok and (every_s is None or every_s < TIERS["5m"]):

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-
 from api.history import TelemetryHistory
+
 from api.live.planning import HistoryWindow, OptimizerPlanner
 from optimizer.ev_forecast import charging_sessions, ev_sessions_forecast
 from optimizer.forecast import clear_sky_pv_forecast

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.history_writer import HistoryWriter
+from adapters.history.writer import HistoryWriter
 from adapters.storage import HistoryError, StorageError, group_arrays, read_array
 
 OLD_FOLDER = "history-old-layout"

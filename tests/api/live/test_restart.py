@@ -30,7 +30,7 @@ def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "api.cli.main", "serve", "--port",
                                  str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=Path(__file__).resolve().parents[2])
+                                cwd=Path(__file__).resolve().parents[3])
 
 
 def _wait_up(client: httpx.Client, proc: subprocess.Popen, log: Path) -> None:
