@@ -180,7 +180,7 @@ class WeatherSpec(_Model):
         return self
 
 
-class SyntheticPrices(_Model):
+class SyntheticPriceSpec(_Model):
     mean_eur_per_mwh: float = 90.0
     daily_amplitude_eur_per_mwh: float = Field(45.0, ge=0)
     noise_eur_per_mwh: float = Field(8.0, ge=0)
@@ -190,7 +190,7 @@ class SyntheticPrices(_Model):
 class PriceSpec(_Model):
     source: Literal["synthetic", "csv"] = "synthetic"
     file: str | None = Field(None, description="CSV: time, price_eur_per_mwh (day-ahead)")
-    synthetic: SyntheticPrices = SyntheticPrices()
+    synthetic: SyntheticPriceSpec = SyntheticPriceSpec()
     feed_in_eur_per_mwh: float = 60.0
 
     @model_validator(mode="after")

@@ -17,14 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.registry.db import RegistryError
-from adapters.registry.models import Alert, AlertRule, AlertState
+from adapters.registry.models import AlertRow, AlertRuleRow, AlertStateRow
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 RULE_FIELDS: tuple[str, ...] = ("name", "metric", "op", "threshold", "duration_s", "severity",
                                 "site_id", "device_id", "device_type", "enabled")
 
 
-def _record(a: Alert) -> dict[str, Any]:
+def _record(a: AlertRow) -> dict[str, Any]:
     return {"id": a.id, "created_s": a.created_s, "severity": a.severity, "kind": a.kind,
             "message": a.message, "site_id": a.site_id, "device_id": a.device_id,
             "acked_by": a.acked_by, "acked_s": a.acked_s}
@@ -34,7 +34,7 @@ def raise_alert(s: Session, t_s: float, severity: str, kind: str, message: str, 
                 site_id: str | None = None, device_id: str | None = None) -> dict[str, Any]:
     if severity not in SEVERITIES:
         raise RegistryError(f"severity {severity!r} is not one of {SEVERITIES}")
-    a = Alert(created_s=t_s, severity=severity, kind=kind, message=message, site_id=site_id,
+    a = AlertRow(created_s=t_s, severity=severity, kind=kind, message=message, site_id=site_id,
               device_id=device_id)
     s.add(a)
     s.flush()
@@ -42,16 +42,16 @@ def raise_alert(s: Session, t_s: float, severity: str, kind: str, message: str, 
 
 
 def list_alerts(s: Session, *, acked: bool | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    q = select(Alert).order_by(Alert.id.desc()).limit(limit)
+    q = select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)
     if acked is True:
-        q = q.where(Alert.acked_s.is_not(None))
+        q = q.where(AlertRow.acked_s.is_not(None))
     elif acked is False:
-        q = q.where(Alert.acked_s.is_(None))
+        q = q.where(AlertRow.acked_s.is_(None))
     return [_record(a) for a in s.scalars(q)]
 
 
 def ack_alert(s: Session, alert_id: int, user: str, t_s: float) -> dict[str, Any]:
-    a = s.get(Alert, alert_id)
+    a = s.get(AlertRow, alert_id)
     if a is None:
         raise RegistryError(f"no alert {alert_id}")
     if a.acked_s is None:
@@ -60,7 +60,7 @@ def ack_alert(s: Session, alert_id: int, user: str, t_s: float) -> dict[str, Any
 
 
 # -- rules -----------------------------------------------------------------------
-def rule_record(r: AlertRule) -> dict[str, Any]:
+def rule_record(r: AlertRuleRow) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "metric": r.metric, "op": r.op,
             "threshold": r.threshold, "duration_s": r.duration_s, "severity": r.severity,
             "site_id": r.site_id, "device_id": r.device_id, "device_type": r.device_type,
@@ -69,7 +69,7 @@ def rule_record(r: AlertRule) -> dict[str, Any]:
 
 
 def create_rule(s: Session, fields: dict[str, Any], user: str, t_s: float) -> dict[str, Any]:
-    r = AlertRule(**{k: fields[k] for k in RULE_FIELDS if k in fields}, created_by=user,
+    r = AlertRuleRow(**{k: fields[k] for k in RULE_FIELDS if k in fields}, created_by=user,
                   created_s=t_s, updated_s=t_s)
     s.add(r)
     s.flush()
@@ -77,21 +77,21 @@ def create_rule(s: Session, fields: dict[str, Any], user: str, t_s: float) -> di
 
 
 def list_rules(s: Session, enabled_only: bool = False) -> list[dict[str, Any]]:
-    q = select(AlertRule).order_by(AlertRule.id)
+    q = select(AlertRuleRow).order_by(AlertRuleRow.id)
     if enabled_only:
-        q = q.where(AlertRule.enabled.is_(True))
+        q = q.where(AlertRuleRow.enabled.is_(True))
     return [rule_record(r) for r in s.scalars(q)]
 
 
 def get_rule(s: Session, rule_id: int) -> dict[str, Any]:
-    r = s.get(AlertRule, rule_id)
+    r = s.get(AlertRuleRow, rule_id)
     if r is None:
         raise RegistryError(f"no alert rule {rule_id}")
     return rule_record(r)
 
 
 def update_rule(s: Session, rule_id: int, fields: dict[str, Any], t_s: float) -> dict[str, Any]:
-    r = s.get(AlertRule, rule_id)
+    r = s.get(AlertRuleRow, rule_id)
     if r is None:
         raise RegistryError(f"no alert rule {rule_id}")
     for k in RULE_FIELDS:
@@ -102,14 +102,14 @@ def update_rule(s: Session, rule_id: int, fields: dict[str, Any], t_s: float) ->
 
 
 def delete_rule(s: Session, rule_id: int) -> None:
-    r = s.get(AlertRule, rule_id)
+    r = s.get(AlertRuleRow, rule_id)
     if r is None:
         raise RegistryError(f"no alert rule {rule_id}")
     s.delete(r)
 
 
 # -- alert life cycles -------------------------------------------------------------
-def alert_record(a: Alert, st: AlertState | None) -> dict[str, Any]:
+def alert_record(a: AlertRow, st: AlertStateRow | None) -> dict[str, Any]:
     rec = _record(a)
     rec.update({"key": st.key if st else None, "rule_id": st.rule_id if st else None,
                 "first_seen_s": st.first_seen_s if st else a.created_s,
@@ -125,23 +125,23 @@ def open_alert(s: Session, key: str, t_s: float, severity: str, kind: str, messa
                rule_id: int | None = None) -> dict[str, Any]:
     rec = raise_alert(s, t_s, severity, kind, message, site_id=site_id,
                                  device_id=device_id)
-    st = AlertState(alert_id=rec["id"], key=key, rule_id=rule_id, first_seen_s=t_s,
+    st = AlertStateRow(alert_id=rec["id"], key=key, rule_id=rule_id, first_seen_s=t_s,
                     last_seen_s=t_s, occurrences=1, flapping=False)
     s.add(st)
     s.flush()
-    return alert_record(s.get(Alert, rec["id"]), st)  # type: ignore[arg-type]
+    return alert_record(s.get(AlertRow, rec["id"]), st)  # type: ignore[arg-type]
 
 
 def touch_alerts(s: Session, alert_ids: list[int], t_s: float) -> None:
     """Set ``last_seen_s`` of open alerts."""
-    for st in s.scalars(select(AlertState).where(AlertState.alert_id.in_(alert_ids))):
+    for st in s.scalars(select(AlertStateRow).where(AlertStateRow.alert_id.in_(alert_ids))):
         st.last_seen_s = t_s
 
 
 def reopen_alert(s: Session, alert_id: int, t_s: float, flapping: bool) -> dict[str, Any]:
     """A cleared alert whose condition came back within the damping window."""
-    st = s.get(AlertState, alert_id)
-    a = s.get(Alert, alert_id)
+    st = s.get(AlertStateRow, alert_id)
+    a = s.get(AlertRow, alert_id)
     if st is None or a is None:
         raise RegistryError(f"no alert {alert_id}")
     st.cleared_s = None
@@ -152,8 +152,8 @@ def reopen_alert(s: Session, alert_id: int, t_s: float, flapping: bool) -> dict[
 
 
 def clear_alert(s: Session, alert_id: int, t_s: float) -> dict[str, Any]:
-    st = s.get(AlertState, alert_id)
-    a = s.get(Alert, alert_id)
+    st = s.get(AlertStateRow, alert_id)
+    a = s.get(AlertRow, alert_id)
     if st is None or a is None:
         raise RegistryError(f"no alert {alert_id}")
     st.cleared_s = t_s
@@ -162,8 +162,8 @@ def clear_alert(s: Session, alert_id: int, t_s: float) -> dict[str, Any]:
 
 def open_alerts(s: Session) -> list[dict[str, Any]]:
     """Alerts not cleared yet, with their keys (the manager reloads them at start)."""
-    q = (select(Alert, AlertState).join(AlertState, AlertState.alert_id == Alert.id)
-         .where(AlertState.cleared_s.is_(None)).order_by(Alert.id))
+    q = (select(AlertRow, AlertStateRow).join(AlertStateRow, AlertStateRow.alert_id == AlertRow.id)
+         .where(AlertStateRow.cleared_s.is_(None)).order_by(AlertRow.id))
     return [alert_record(a, st) for a, st in s.execute(q)]
 
 
@@ -171,14 +171,14 @@ def list_alert_states(s: Session, *, open_only: bool = False, kind: str | None =
                       site_id: str | None = None, device_id: str | None = None,
                       limit: int = 200) -> list[dict[str, Any]]:
     """Alerts with their life cycle, newest first (alerts raised elsewhere included)."""
-    q = (select(Alert, AlertState).join(AlertState, AlertState.alert_id == Alert.id,
-                                        isouter=True).order_by(Alert.id.desc()).limit(limit))
+    q = (select(AlertRow, AlertStateRow).join(AlertStateRow, AlertStateRow.alert_id == AlertRow.id,
+                                        isouter=True).order_by(AlertRow.id.desc()).limit(limit))
     if open_only:
-        q = q.where(AlertState.cleared_s.is_(None))
+        q = q.where(AlertStateRow.cleared_s.is_(None))
     if kind:
-        q = q.where(Alert.kind == kind)
+        q = q.where(AlertRow.kind == kind)
     if site_id:
-        q = q.where(Alert.site_id == site_id)
+        q = q.where(AlertRow.site_id == site_id)
     if device_id:
-        q = q.where(Alert.device_id == device_id)
+        q = q.where(AlertRow.device_id == device_id)
     return [alert_record(a, st) for a, st in s.execute(q)]

@@ -47,7 +47,7 @@ from adapters.mqtt.types import (
     CommandRecord,
 )
 from adapters.registry.db import Registry
-from adapters.registry.models import Command, DeviceVersion
+from adapters.registry.models import CommandRow, DeviceVersionRow
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class SqlCommandStore:
         with self._lock:
             if device_id not in self._version:
                 with self.registry.session() as s:
-                    row = s.get(DeviceVersion, device_id)
+                    row = s.get(DeviceVersionRow, device_id)
                     top = row.version if row is not None else 0
                 self._version[device_id] = top
                 self._reserved[device_id] = top
@@ -105,9 +105,9 @@ class SqlCommandStore:
             if v > self._reserved[device_id]:
                 top = v + self.version_block - 1
                 with self.registry.session() as s:
-                    row = s.get(DeviceVersion, device_id, with_for_update=True)
+                    row = s.get(DeviceVersionRow, device_id, with_for_update=True)
                     if row is None:
-                        s.add(DeviceVersion(device_id=device_id, version=top))
+                        s.add(DeviceVersionRow(device_id=device_id, version=top))
                     else:
                         v = max(v, row.version + 1)
                         top = v + self.version_block - 1
@@ -128,8 +128,8 @@ class SqlCommandStore:
                 held: dict[str, int] = {}
                 for i in range(0, len(need), 5000):
                     part = need[i:i + 5000]
-                    for r in s.execute(select(DeviceVersion.device_id, DeviceVersion.version)
-                                       .where(DeviceVersion.device_id.in_(part))
+                    for r in s.execute(select(DeviceVersionRow.device_id, DeviceVersionRow.version)
+                                       .where(DeviceVersionRow.device_id.in_(part))
                                        .with_for_update()):
                         held[r.device_id] = r.version
                 new_rows, old_rows = [], []
@@ -141,7 +141,7 @@ class SqlCommandStore:
                         old_rows.append({"d": d, "v": top})
                     else:
                         new_rows.append({"device_id": d, "version": top})
-                t = DeviceVersion.__table__
+                t = DeviceVersionRow.__table__
                 if new_rows:
                     s.execute(insert(t), new_rows)
                 if old_rows:
@@ -188,7 +188,7 @@ class SqlCommandStore:
         if rec is not None:
             return rec
         with self.registry.session() as s:
-            c = s.scalar(select(Command).where(Command.command_id == command_id))
+            c = s.scalar(select(CommandRow).where(CommandRow.command_id == command_id))
             if c is None or c.version is None:
                 return None
             rec, row, final = to_command_record(c), c.id, c.status in FINAL_STATES
@@ -199,8 +199,8 @@ class SqlCommandStore:
     def open_commands(self) -> list[Any]:
         self.flush()
         with self.registry.session() as s:
-            rows = s.scalars(select(Command).where(
-                Command.status.in_((QUEUED, SENT, RECEIVED)))).all()
+            rows = s.scalars(select(CommandRow).where(
+                CommandRow.status.in_((QUEUED, SENT, RECEIVED)))).all()
             recs = [to_command_record(c) for c in rows]
             row_of = {c.command_id: c.id for c in rows}
         self._known_rows(row_of)
@@ -215,10 +215,10 @@ class SqlCommandStore:
 
     def history(self, device_id: str | None = None, limit: int = 100) -> list[Any]:
         self.flush()
-        q = select(Command).where(Command.version.is_not(None)).order_by(
-            Command.issued_at_s.desc(), Command.version.desc()).limit(limit)
+        q = select(CommandRow).where(CommandRow.version.is_not(None)).order_by(
+            CommandRow.issued_at_s.desc(), CommandRow.version.desc()).limit(limit)
         if device_id is not None:
-            q = q.where(Command.device_id == device_id)
+            q = q.where(CommandRow.device_id == device_id)
         with self.registry.session() as s:
             return [to_command_record(c) for c in s.scalars(q)]
 
@@ -291,7 +291,7 @@ class SqlCommandStore:
         """Store the changed records in one transaction: Core rows, one executemany
         UPDATE and one INSERT (a plan step changes thousands of commands at once; ORM
         objects for them held the GIL for a second)."""
-        t = Command.__table__
+        t = CommandRow.__table__
         known = [cid for cid in dirty if cid not in fields]  # rows made here are new
         row_ids = [r for r in rows.values() if r is not None]
         with self.registry.session() as s:
@@ -381,7 +381,7 @@ def _apply(c: dict[str, Any], rec: Any) -> None:
     c["transitions"] = before + [[st, t] for st, t in rec.transitions]
 
 
-def to_command_record(c: Command) -> CommandRecord:
+def to_command_record(c: CommandRow) -> CommandRecord:
     """The registry row as an ``adapters.mqtt.types.CommandRecord``."""
     state = c.status if c.status in PUBLISHER_STATES else EXPIRED
     return CommandRecord(c.command_id, c.site_id, c.device_id, int(c.version or 0),

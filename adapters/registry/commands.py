@@ -34,13 +34,13 @@ from adapters.mqtt.types import (
     TERMINAL_STATES,
 )
 from adapters.registry.db import RegistryError
-from adapters.registry.models import Command, DeviceVersion
+from adapters.registry.models import CommandRow, DeviceVersionRow
 from twin.limits import SETPOINT_KEY
 
 KINDS: tuple[str, ...] = tuple(sorted(set(SETPOINT_KEY.values())))  # setpoint keys
 
 
-def command_record(c: Command) -> dict[str, Any]:
+def command_record(c: CommandRow) -> dict[str, Any]:
     return {"id": c.id, "command_id": c.command_id, "site_id": c.site_id,
             "device_id": c.device_id, "version": c.version, "kind": c.kind, "value": c.value,
             "source": c.source, "plan_id": c.plan_id, "status": c.status,
@@ -63,15 +63,15 @@ def next_versions(s: Session, device_ids: list[str]) -> dict[str, list[int]]:
     keys = list(wanted)
     for i in range(0, len(keys), 5000):
         part = keys[i:i + 5000]
-        for row in s.execute(select(DeviceVersion.device_id, DeviceVersion.version)
-                             .where(DeviceVersion.device_id.in_(part)).with_for_update()):
+        for row in s.execute(select(DeviceVersionRow.device_id, DeviceVersionRow.version)
+                             .where(DeviceVersionRow.device_id.in_(part)).with_for_update()):
             last[row.device_id] = row.version
     new_rows = [{"device_id": d, "version": n} for d, n in wanted.items() if d not in last]
     old_rows = [{"d": d, "v": last[d] + n} for d, n in wanted.items() if d in last]
     if new_rows:
-        s.execute(insert(DeviceVersion), new_rows)
+        s.execute(insert(DeviceVersionRow), new_rows)
     if old_rows:
-        t = DeviceVersion.__table__
+        t = DeviceVersionRow.__table__
         s.execute(update(t).where(t.c.device_id == bindparam("d"))
                   .values(version=bindparam("v")), old_rows)
     return {d: list(range(last.get(d, 0) + 1, last.get(d, 0) + n + 1))
@@ -105,7 +105,7 @@ def add_commands(s: Session, items: list[dict[str, Any]], t_s: float) -> list[di
                      "created_by": it.get("created_by")})
     # RETURNING in batches (no parameter order: that falls back to one INSERT per row on
     # SQLite); rows are matched back by their unique command id.
-    t = Command.__table__
+    t = CommandRow.__table__
     ids = dict(s.execute(insert(t).returning(t.c.command_id, t.c.id), rows).all())
     for r in rows:
         r["id"] = ids[r["command_id"]]
@@ -114,7 +114,7 @@ def add_commands(s: Session, items: list[dict[str, Any]], t_s: float) -> list[di
 
 def due_commands(s: Session, t_s: float, limit: int = 100_000) -> list[dict[str, Any]]:
     """Commands due at ``t_s`` that have not been handed out (``scheduled`` or ``pending``)."""
-    t = Command.__table__  # Core rows: thousands of commands at one plan step
+    t = CommandRow.__table__  # Core rows: thousands of commands at one plan step
     q = (select(t).where(t.c.status.in_(PRE_STATES), t.c.due_s <= t_s)
          .order_by(t.c.due_s, t.c.id).limit(limit))
     return [dict(r._mapping) for r in s.execute(q)]
@@ -132,7 +132,7 @@ def mark_queued(s: Session, commands: list[dict[str, Any]], t_s: float) -> None:
         c["issued_at_s"] = t_s
         c["transitions"] = [*c.get("transitions", []), [QUEUED, t_s]]
         params.append({"i": c["id"], "v": c["version"], "tr": c["transitions"]})
-    t = Command.__table__
+    t = CommandRow.__table__
     s.execute(update(t).where(t.c.id == bindparam("i"))
               .values(version=bindparam("v"), status=QUEUED, issued_at_s=t_s,
                       transitions=bindparam("tr")), params)
@@ -142,14 +142,14 @@ def mark_handed_out(s: Session, ids: list[int], t_s: float) -> None:
     """Move due commands to ``queued``: the publisher has them (it sets the version)."""
     for i in range(0, len(ids), 5000):
         part = ids[i:i + 5000]
-        s.execute(update(Command).where(Command.id.in_(part), Command.status.in_(PRE_STATES))
+        s.execute(update(CommandRow).where(CommandRow.id.in_(part), CommandRow.status.in_(PRE_STATES))
                   .values(status=QUEUED, issued_at_s=t_s)
                   .execution_options(synchronize_session=False))
 
 
 def refuse(s: Session, row_id: int, t_s: float, reason: str) -> None:
     """The publisher refused the command: it ends ``rejected`` with the reason."""
-    c = s.get(Command, row_id)
+    c = s.get(CommandRow, row_id)
     if c is not None:
         _move(c, REJECTED, t_s, reason)
 
@@ -162,15 +162,15 @@ def set_state(s: Session, device_id: str, version: int, status: str, t_s: float,
     """
     if status not in COMMAND_STATES:
         raise RegistryError(f"command status {status!r} is not one of {COMMAND_STATES}")
-    c = s.scalar(select(Command).where(Command.device_id == device_id,
-                                       Command.version == version))
+    c = s.scalar(select(CommandRow).where(CommandRow.device_id == device_id,
+                                       CommandRow.version == version))
     if c is None:
         return None
     _move(c, status, t_s, reason)
     return command_record(c)
 
 
-def _move(c: Command, status: str, t_s: float, reason: str | None) -> None:
+def _move(c: CommandRow, status: str, t_s: float, reason: str | None) -> None:
     if c.status in FINAL_STATES or c.status == status:
         return
     c.status = status
@@ -185,7 +185,7 @@ def _move(c: Command, status: str, t_s: float, reason: str | None) -> None:
 
 
 def cancel(s: Session, command_id: int, t_s: float) -> dict[str, Any]:
-    c = s.get(Command, command_id)
+    c = s.get(CommandRow, command_id)
     if c is None:
         raise RegistryError(f"no command {command_id}")
     if c.status not in PRE_STATES:
@@ -196,7 +196,7 @@ def cancel(s: Session, command_id: int, t_s: float) -> dict[str, Any]:
 
 
 def supersede(s: Session, ids: list[int], t_s: float, reason: str) -> None:
-    for c in s.scalars(select(Command).where(Command.id.in_(ids))):
+    for c in s.scalars(select(CommandRow).where(CommandRow.id.in_(ids))):
         if c.status in PRE_STATES:
             _move(c, SUPERSEDED, t_s, reason)
 
@@ -208,16 +208,16 @@ def cancel_device_commands(s: Session, device_ids: list[str], t_s: float, reason
     course there."""
     if not device_ids:
         return []
-    rows = s.scalars(select(Command).where(Command.device_id.in_(device_ids),
-                                           Command.status.in_(PRE_STATES))).all()
+    rows = s.scalars(select(CommandRow).where(CommandRow.device_id.in_(device_ids),
+                                           CommandRow.status.in_(PRE_STATES))).all()
     for c in rows:
         _move(c, "cancelled", t_s, reason)
     return [command_record(c) for c in rows]
 
 
 def cancel_plan_commands(s: Session, plan_id: str, t_s: float) -> int:
-    rows = s.scalars(select(Command).where(Command.plan_id == plan_id,
-                                           Command.status.in_(PRE_STATES))).all()
+    rows = s.scalars(select(CommandRow).where(CommandRow.plan_id == plan_id,
+                                           CommandRow.status.in_(PRE_STATES))).all()
     for c in rows:
         _move(c, SUPERSEDED, t_s, f"plan {plan_id} no longer in force")
     return len(rows)
@@ -226,16 +226,16 @@ def cancel_plan_commands(s: Session, plan_id: str, t_s: float) -> int:
 def expire_overdue(s: Session, t_s: float, timeout_s: float) -> list[dict[str, Any]]:
     """``queued``/``sent``/``received`` commands past ``valid_until_s`` or without an
     answer ``timeout_s`` after they were issued become ``expired``."""
-    rows = s.scalars(select(Command).where(Command.status.in_((QUEUED, SENT, RECEIVED)),
-                                           (Command.valid_until_s < t_s)
-                                           | (Command.issued_at_s < t_s - timeout_s))).all()
+    rows = s.scalars(select(CommandRow).where(CommandRow.status.in_((QUEUED, SENT, RECEIVED)),
+                                           (CommandRow.valid_until_s < t_s)
+                                           | (CommandRow.issued_at_s < t_s - timeout_s))).all()
     for c in rows:
         _move(c, EXPIRED, t_s, f"no final acknowledgement within {timeout_s:g} s")
     return [command_record(c) for c in rows]
 
 
 def get_command(s: Session, command_id: int) -> dict[str, Any] | None:
-    c = s.get(Command, command_id)
+    c = s.get(CommandRow, command_id)
     return None if c is None else command_record(c)
 
 
@@ -245,25 +245,25 @@ def list_commands(s: Session, *, site_id: str | None = None, device_id: str | No
     """Commands, newest first, narrowed by whichever filters are given."""
     if status is not None and status not in COMMAND_STATES:
         raise RegistryError(f"command status {status!r} is not one of {COMMAND_STATES}")
-    q = select(Command).order_by(Command.id.desc()).limit(limit)
+    q = select(CommandRow).order_by(CommandRow.id.desc()).limit(limit)
     if site_id:
-        q = q.where(Command.site_id == site_id)
+        q = q.where(CommandRow.site_id == site_id)
     if device_id:
-        q = q.where(Command.device_id == device_id)
+        q = q.where(CommandRow.device_id == device_id)
     if status:
-        q = q.where(Command.status == status)
+        q = q.where(CommandRow.status == status)
     if plan_id:
-        q = q.where(Command.plan_id == plan_id)
+        q = q.where(CommandRow.plan_id == plan_id)
     return [command_record(c) for c in s.scalars(q)]
 
 
 def last_plan_command_s(s: Session, plan_id: str) -> float | None:
     """When the newest command of a plan was created [s] (None: the plan has none)."""
-    return s.scalar(select(func.max(Command.created_s)).where(Command.plan_id == plan_id))
+    return s.scalar(select(func.max(CommandRow.created_s)).where(CommandRow.plan_id == plan_id))
 
 
 def count_by_status(s: Session) -> dict[str, int]:
-    rows = s.execute(select(Command.status, func.count()).group_by(Command.status)).all()
+    rows = s.execute(select(CommandRow.status, func.count()).group_by(CommandRow.status)).all()
     return {status: int(n) for status, n in rows}
 
 

@@ -13,17 +13,17 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from adapters.registry.db import RegistryError
-from adapters.registry.models import Device, Feeder, FleetState, Site
+from adapters.registry.models import DeviceRow, FeederRow, FleetStateRow, SiteRow
 from twin.fleet import DEVICE_TYPES, Fleet
 
 DEVICE_STATUSES: tuple[str, ...] = ("active", "inactive", "maintenance", "offline")
 _SITE_FIELDS = ("name", "lat_deg", "lon_deg", "timezone", "import_limit_kw", "export_limit_kw",
                 "feeder_id", "status", "tags")
-_DEVICE_SORTS = {"id": Device.id, "site_id": Device.site_id, "type": Device.type,
-                 "status": Device.status}
+_DEVICE_SORTS = {"id": DeviceRow.id, "site_id": DeviceRow.site_id, "type": DeviceRow.type,
+                 "status": DeviceRow.status}
 
 
-def site_record(r: Site) -> dict[str, Any]:
+def site_record(r: SiteRow) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "lat_deg": r.lat_deg, "lon_deg": r.lon_deg,
             "timezone": r.timezone, "import_limit_kw": r.import_limit_kw,
             "export_limit_kw": r.export_limit_kw, "feeder_id": r.feeder_id, "status": r.status,
@@ -43,15 +43,15 @@ def _device_params(rec: dict[str, Any]) -> dict[str, Any]:
 
 def fleet_version(s: Session) -> int:
     """The fleet's version: 0 before the first change, then raised by every change."""
-    row = s.get(FleetState, 1)
+    row = s.get(FleetStateRow, 1)
     return 0 if row is None else int(row.version)
 
 
 def bump_fleet_version(s: Session, t_s: float) -> int:
     """Raise the fleet's version (in the transaction of the change); returns the new one."""
-    row = s.get(FleetState, 1, with_for_update=True)
+    row = s.get(FleetStateRow, 1, with_for_update=True)
     if row is None:
-        row = FleetState(id=1, version=0, changed_s=t_s)
+        row = FleetStateRow(id=1, version=0, changed_s=t_s)
         s.add(row)
     row.version += 1
     row.changed_s = t_s
@@ -66,27 +66,27 @@ def import_fleet(s: Session, fleet: Fleet) -> int:
     """
     recs = fleet.to_records()
     for f in recs["feeders"]:
-        s.merge(Feeder(id=f["id"], import_limit_kw=f["import_limit_kw"],
+        s.merge(FeederRow(id=f["id"], import_limit_kw=f["import_limit_kw"],
                        export_limit_kw=f["export_limit_kw"]))
     s.flush()
     for r in recs["sites"]:
-        s.merge(Site(**{**r, "tags": []}))
+        s.merge(SiteRow(**{**r, "tags": []}))
     s.flush()
     for d in recs["devices"]:
-        s.merge(Device(id=d["id"], site_id=d["site_id"], type=d["type"], params=_device_params(d),
+        s.merge(DeviceRow(id=d["id"], site_id=d["site_id"], type=d["type"], params=_device_params(d),
                        status="active", tags=[]))
     return len(recs["devices"])
 
 
 def load_fleet(s: Session) -> Fleet | None:
     """Rebuild the fleet from the registry; None when it holds no site."""
-    sites = [site_record(r) for r in s.scalars(select(Site).order_by(Site.id))]
+    sites = [site_record(r) for r in s.scalars(select(SiteRow).order_by(SiteRow.id))]
     if not sites:
         return None
     feeders = [{"id": f.id, "import_limit_kw": f.import_limit_kw,
-                "export_limit_kw": f.export_limit_kw} for f in s.scalars(select(Feeder))]
+                "export_limit_kw": f.export_limit_kw} for f in s.scalars(select(FeederRow))]
     devices = []
-    for r in s.scalars(select(Device).order_by(Device.id)):
+    for r in s.scalars(select(DeviceRow).order_by(DeviceRow.id)):
         rec = device_record(r)
         rec.pop("status")
         rec.pop("tags")
@@ -98,11 +98,11 @@ def load_fleet(s: Session) -> Fleet | None:
 
 # -- sites ----------------------------------------------------------------------
 def list_sites(s: Session) -> list[dict[str, Any]]:
-    return [site_record(r) for r in s.scalars(select(Site).order_by(Site.id))]
+    return [site_record(r) for r in s.scalars(select(SiteRow).order_by(SiteRow.id))]
 
 
 def get_site(s: Session, site_id: str) -> dict[str, Any] | None:
-    r = s.get(Site, site_id)
+    r = s.get(SiteRow, site_id)
     return None if r is None else site_record(r)
 
 
@@ -114,16 +114,16 @@ def _validate_site(rec: dict[str, Any]) -> None:
 
 def create_site(s: Session, rec: dict[str, Any]) -> dict[str, Any]:
     """Add a site; ``feeder_id`` defaults to a one-site feeder named like the site."""
-    if s.get(Site, rec["id"]) is not None:
+    if s.get(SiteRow, rec["id"]) is not None:
         raise RegistryError(f"site {rec['id']!r} already exists")
     _validate_site(rec)
     feeder_id = rec.get("feeder_id") or rec["id"]
-    if s.get(Feeder, feeder_id) is None:
+    if s.get(FeederRow, feeder_id) is None:
         if rec.get("feeder_id"):
             raise RegistryError(f"unknown feeder {feeder_id!r}")
-        s.add(Feeder(id=feeder_id, import_limit_kw=None, export_limit_kw=None))
+        s.add(FeederRow(id=feeder_id, import_limit_kw=None, export_limit_kw=None))
         s.flush()
-    row = Site(id=rec["id"], name=rec.get("name") or rec["id"], lat_deg=rec["lat_deg"],
+    row = SiteRow(id=rec["id"], name=rec.get("name") or rec["id"], lat_deg=rec["lat_deg"],
                lon_deg=rec["lon_deg"], timezone=rec.get("timezone", "UTC"),
                import_limit_kw=rec["import_limit_kw"], export_limit_kw=rec["export_limit_kw"],
                feeder_id=feeder_id, status=rec.get("status", "active"),
@@ -134,7 +134,7 @@ def create_site(s: Session, rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_site(s: Session, site_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-    row = s.get(Site, site_id)
+    row = s.get(SiteRow, site_id)
     if row is None:
         raise RegistryError(f"no site {site_id!r}")
     unknown = set(changes) - set(_SITE_FIELDS)
@@ -142,7 +142,7 @@ def update_site(s: Session, site_id: str, changes: dict[str, Any]) -> dict[str, 
         raise RegistryError(f"site fields {sorted(unknown)} cannot be changed")
     merged = {**site_record(row), **changes}
     _validate_site(merged)
-    if "feeder_id" in changes and s.get(Feeder, changes["feeder_id"]) is None:
+    if "feeder_id" in changes and s.get(FeederRow, changes["feeder_id"]) is None:
         raise RegistryError(f"unknown feeder {changes['feeder_id']!r}")
     for k, v in changes.items():
         setattr(row, k, v)
@@ -150,10 +150,10 @@ def update_site(s: Session, site_id: str, changes: dict[str, Any]) -> dict[str, 
 
 
 def delete_site(s: Session, site_id: str) -> None:
-    row = s.get(Site, site_id)
+    row = s.get(SiteRow, site_id)
     if row is None:
         raise RegistryError(f"no site {site_id!r}")
-    s.execute(Device.__table__.delete().where(Device.site_id == site_id))
+    s.execute(DeviceRow.__table__.delete().where(DeviceRow.site_id == site_id))
     s.delete(row)
 
 
@@ -174,18 +174,18 @@ def list_devices(s: Session, *, site_id: str | None = None, type: str | None = N
                             "for descending)")
     cond = []
     if site_id:
-        cond.append(Device.site_id == site_id)
+        cond.append(DeviceRow.site_id == site_id)
     if type:
         if type not in DEVICE_TYPES:
             raise RegistryError(f"type {type!r} is not one of {DEVICE_TYPES}")
-        cond.append(Device.type == type)
+        cond.append(DeviceRow.type == type)
     if status:
-        cond.append(Device.status == status)
+        cond.append(DeviceRow.status == status)
     if q:
         like = f"%{q}%"
-        cond.append(or_(Device.id.ilike(like), Device.site_id.ilike(like)))
-    query = select(Device.__table__).where(*cond)  # Core rows: no ORM object per device
-    rows = s.execute(query.order_by(column.desc() if desc else column, Device.id)).all()
+        cond.append(or_(DeviceRow.id.ilike(like), DeviceRow.site_id.ilike(like)))
+    query = select(DeviceRow.__table__).where(*cond)  # Core rows: no ORM object per device
+    rows = s.execute(query.order_by(column.desc() if desc else column, DeviceRow.id)).all()
     if tag:
         rows = [r for r in rows if tag in (r.tags or [])]
     total = len(rows)
@@ -194,20 +194,20 @@ def list_devices(s: Session, *, site_id: str | None = None, type: str | None = N
 
 def device_ids(s: Session) -> set[str]:
     """The ids of every device in the registry."""
-    return set(s.scalars(select(Device.id)))
+    return set(s.scalars(select(DeviceRow.id)))
 
 
 def count_devices(s: Session) -> int:
-    return int(s.scalar(select(func.count()).select_from(Device)) or 0)
+    return int(s.scalar(select(func.count()).select_from(DeviceRow)) or 0)
 
 
 def get_device(s: Session, device_id: str) -> dict[str, Any] | None:
-    r = s.get(Device, device_id)
+    r = s.get(DeviceRow, device_id)
     return None if r is None else device_record(r)
 
 
 def _validate_device(s: Session, rec: dict[str, Any]) -> None:
-    site = s.get(Site, rec.get("site_id"))
+    site = s.get(SiteRow, rec.get("site_id"))
     if site is None:
         raise RegistryError(f"device {rec.get('id')!r}: unknown site {rec.get('site_id')!r}")
     probe = {k: v for k, v in rec.items() if k not in ("status", "tags")}
@@ -221,10 +221,10 @@ def _validate_device(s: Session, rec: dict[str, Any]) -> None:
 
 
 def create_device(s: Session, rec: dict[str, Any]) -> dict[str, Any]:
-    if s.get(Device, rec["id"]) is not None:
+    if s.get(DeviceRow, rec["id"]) is not None:
         raise RegistryError(f"device {rec['id']!r} already exists")
     _validate_device(s, rec)
-    row = Device(id=rec["id"], site_id=rec["site_id"], type=rec["type"],
+    row = DeviceRow(id=rec["id"], site_id=rec["site_id"], type=rec["type"],
                  params=_device_params(rec), status=rec.get("status", "active"),
                  tags=list(rec.get("tags") or []))
     s.add(row)
@@ -233,7 +233,7 @@ def create_device(s: Session, rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_device(s: Session, device_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-    row = s.get(Device, device_id)
+    row = s.get(DeviceRow, device_id)
     if row is None:
         raise RegistryError(f"no device {device_id!r}")
     if "id" in changes or "type" in changes:
@@ -248,7 +248,7 @@ def update_device(s: Session, device_id: str, changes: dict[str, Any]) -> dict[s
 
 
 def delete_device(s: Session, device_id: str) -> None:
-    row = s.get(Device, device_id)
+    row = s.get(DeviceRow, device_id)
     if row is None:
         raise RegistryError(f"no device {device_id!r}")
     s.delete(row)

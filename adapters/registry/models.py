@@ -27,7 +27,7 @@ class Base(DeclarativeBase):
     """Declarative base of the registry tables."""
 
 
-class User(Base):
+class UserRow(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -37,7 +37,7 @@ class User(Base):
     password_changed_s: Mapped[float] = mapped_column(Float)
 
 
-class RefreshToken(Base):
+class RefreshTokenRow(Base):
     __tablename__ = "refresh_tokens"
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -46,14 +46,14 @@ class RefreshToken(Base):
     revoked_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-class Feeder(Base):
+class FeederRow(Base):
     __tablename__ = "feeders"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     import_limit_kw: Mapped[float | None] = mapped_column(Float, nullable=True)
     export_limit_kw: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-class Site(Base):
+class SiteRow(Base):
     __tablename__ = "sites"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -67,7 +67,7 @@ class Site(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
-class Device(Base):
+class DeviceRow(Base):
     __tablename__ = "devices"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
@@ -77,7 +77,7 @@ class Device(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
-class FleetState(Base):
+class FleetStateRow(Base):
     """One row: the fleet's version, raised by every change to sites, feeders or devices, so
     every process (the leader, replicas, ingest workers) sees that it must reload."""
 
@@ -87,7 +87,7 @@ class FleetState(Base):
     changed_s: Mapped[float] = mapped_column(Float)
 
 
-class Plan(Base):
+class PlanRow(Base):
     __tablename__ = "plans"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_s: Mapped[float] = mapped_column(Float, index=True)
@@ -105,7 +105,7 @@ class Plan(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class Command(Base):
+class CommandRow(Base):
     """A setpoint command; the columns of ``adapters.mqtt.types.CommandRecord`` plus when
     and why it goes out (``due_s``, ``source``, ``plan_id``, ``created_by``)."""
 
@@ -137,7 +137,7 @@ class Command(Base):
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-class DeviceVersion(Base):
+class DeviceVersionRow(Base):
     """The last command version handed out per device (versions only rise)."""
 
     __tablename__ = "device_versions"
@@ -145,7 +145,7 @@ class DeviceVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
 
 
-class Alert(Base):
+class AlertRow(Base):
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_s: Mapped[float] = mapped_column(Float, index=True)
@@ -158,7 +158,7 @@ class Alert(Base):
     acked_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-class AlertRule(Base):
+class AlertRuleRow(Base):
     """A threshold rule admins manage (``/api/v1/alert-rules``); migration 0002."""
 
     __tablename__ = "alert_rules"
@@ -178,7 +178,7 @@ class AlertRule(Base):
     updated_s: Mapped[float] = mapped_column(Float)
 
 
-class AlertState(Base):
+class AlertStateRow(Base):
     """The life cycle of one alert of ``alerts``: dedup key, first/last seen, occurrences,
     flapping, cleared; migration 0002."""
 
@@ -195,7 +195,7 @@ class AlertState(Base):
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class AuditEntry(Base):
+class AuditRow(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     t_s: Mapped[float] = mapped_column(Float, index=True)
@@ -205,7 +205,7 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class Scenario(Base):
+class ScenarioRow(Base):
     __tablename__ = "scenarios"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_s: Mapped[float] = mapped_column(Float)

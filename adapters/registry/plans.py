@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adapters.registry.db import RegistryError
-from adapters.registry.models import Plan
+from adapters.registry.models import PlanRow
 
 PLAN_STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "superseded", "expired",
                                   "dispatched")
@@ -24,7 +24,7 @@ _MOVES: dict[str, tuple[str, ...]] = {
 }
 
 
-def plan_record(p: Plan, with_setpoints: bool = True) -> dict[str, Any]:
+def plan_record(p: PlanRow, with_setpoints: bool = True) -> dict[str, Any]:
     out = {"id": p.id, "created_s": p.created_s, "start_s": p.start_s, "step_s": p.step_s,
            "n_steps": p.n_steps, "horizon_s": p.step_s * p.n_steps, "status": p.status,
            "initial_state": p.initial_state, "kpis": p.kpis, "solver_status": p.solver_status,
@@ -42,7 +42,7 @@ def add_plan(s: Session, plan: dict[str, Any]) -> dict[str, Any]:
     ``initial_state``, ``setpoints`` (``{"kind": {device_id: [value per step]}}``),
     ``kpis``, ``solver_status`` and ``solver_time_s``.
     """
-    row = Plan(id=plan["id"], created_s=plan["created_s"], start_s=plan["start_s"],
+    row = PlanRow(id=plan["id"], created_s=plan["created_s"], start_s=plan["start_s"],
                step_s=plan["step_s"], n_steps=plan["n_steps"], status="proposed",
                initial_state=plan["initial_state"], setpoints=plan["setpoints"],
                kpis=plan["kpis"], solver_status=plan["solver_status"],
@@ -54,10 +54,10 @@ def add_plan(s: Session, plan: dict[str, Any]) -> dict[str, Any]:
 
 def get_plan(s: Session, plan_id: str, with_setpoints: bool = True) -> dict[str, Any] | None:
     if with_setpoints:
-        p = s.get(Plan, plan_id)
+        p = s.get(PlanRow, plan_id)
         return None if p is None else plan_record(p)
-    cols = [c for c in Plan.__table__.columns if c.name != "setpoints"]
-    row = s.execute(select(*cols).where(Plan.id == plan_id)).first()
+    cols = [c for c in PlanRow.__table__.columns if c.name != "setpoints"]
+    row = s.execute(select(*cols).where(PlanRow.id == plan_id)).first()
     if row is None:
         return None
     d = dict(row._mapping)
@@ -68,9 +68,9 @@ def get_plan(s: Session, plan_id: str, with_setpoints: bool = True) -> dict[str,
 def list_plans(s: Session, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     if status is not None and status not in PLAN_STATUSES:
         raise RegistryError(f"plan status {status!r} is not one of {PLAN_STATUSES}")
-    q = select(Plan).order_by(Plan.created_s.desc()).limit(limit)
+    q = select(PlanRow).order_by(PlanRow.created_s.desc()).limit(limit)
     if status:
-        q = q.where(Plan.status == status)
+        q = q.where(PlanRow.status == status)
     return [plan_record(p, with_setpoints=False) for p in s.scalars(q)]
 
 
@@ -78,10 +78,10 @@ def plans_in(s: Session, statuses: tuple[str, ...], with_setpoints: bool = True
              ) -> list[dict[str, Any]]:
     """Plans in any of ``statuses``, oldest first (setpoints are not loaded when not asked)."""
     if with_setpoints:
-        q = select(Plan).where(Plan.status.in_(statuses)).order_by(Plan.created_s)
+        q = select(PlanRow).where(PlanRow.status.in_(statuses)).order_by(PlanRow.created_s)
         return [plan_record(p) for p in s.scalars(q)]
-    cols = [c for c in Plan.__table__.columns if c.name != "setpoints"]
-    rows = s.execute(select(*cols).where(Plan.status.in_(statuses)).order_by(Plan.created_s))
+    cols = [c for c in PlanRow.__table__.columns if c.name != "setpoints"]
+    rows = s.execute(select(*cols).where(PlanRow.status.in_(statuses)).order_by(PlanRow.created_s))
     out = []
     for r in rows:
         d = dict(r._mapping)
@@ -105,7 +105,7 @@ def move_status(s: Session, plan_id: str, status: str, *, user: str | None = Non
     """:func:`set_status` without reading the record back (for several moves in one
     transaction, read once after them)."""
     # Only the status row is read and locked: the setpoint series can be megabytes.
-    current = s.execute(select(Plan.status).where(Plan.id == plan_id).with_for_update()
+    current = s.execute(select(PlanRow.status).where(PlanRow.id == plan_id).with_for_update()
                         ).scalar_one_or_none()
     if current is None:
         raise RegistryError(f"no plan {plan_id!r}")
@@ -116,7 +116,7 @@ def move_status(s: Session, plan_id: str, status: str, *, user: str | None = Non
         values.update(decided_by=user, decided_s=t_s)
     if reason:
         values["reason"] = reason
-    s.execute(update(Plan).where(Plan.id == plan_id).values(**values)
+    s.execute(update(PlanRow).where(PlanRow.id == plan_id).values(**values)
               .execution_options(synchronize_session=False))
 
 

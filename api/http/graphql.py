@@ -60,8 +60,8 @@ def _limit(limit: int) -> int:
     return limit
 
 
-@strawberry.type
-class Device:
+@strawberry.type(name="Device")
+class DeviceNode:
     id: str
     site_id: str
     type: str
@@ -71,18 +71,18 @@ class Device:
     soc: float | None
 
 
-def _device(rt: Runtime, row: int) -> Device:
+def _device(rt: Runtime, row: int) -> DeviceNode:
     f = rt.fleet.fleet
     d = str(f.device_id[row])
     st = rt.telemetry.device_state(d) or {}
     vals: dict[str, float] = st.get("values", {})  # type: ignore[assignment]
-    return Device(id=d, site_id=str(f.site_id[f.device_site[row]]),
+    return DeviceNode(id=d, site_id=str(f.site_id[f.device_site[row]]),
                   type=DEVICE_TYPES[int(f.device_type[row])], online=st.get("online", False),
                   stale=st.get("stale", False), p_kw=vals.get("p_kw"), soc=vals.get("soc"))
 
 
-@strawberry.type
-class Site:
+@strawberry.type(name="Site")
+class SiteNode:
     id: str
     name: str
     lat_deg: float
@@ -92,7 +92,7 @@ class Site:
     row: strawberry.Private[int]
 
     @strawberry.field(description="Devices of the site")
-    def devices(self, info: Info, limit: int = 100) -> list[Device]:
+    def devices(self, info: Info, limit: int = 100) -> list[DeviceNode]:
         rt: Runtime = info.context["rt"]
         f = rt.fleet.fleet
         rows = range(int(f.site_start[self.row]), int(f.site_stop[self.row]))
@@ -113,8 +113,8 @@ class EnergyRow:
     co2_avoided_kg: float
 
 
-@strawberry.type
-class Plan:
+@strawberry.type(name="Plan")
+class PlanNode:
     id: str
     created_s: float
     status: str
@@ -124,8 +124,8 @@ class Plan:
     n_steps: int
 
 
-@strawberry.type
-class Alert:
+@strawberry.type(name="Alert")
+class AlertNode:
     id: int
     kind: str
     severity: str
@@ -142,16 +142,16 @@ class Alert:
 @strawberry.type
 class Query:
     @strawberry.field(description="Sites of the fleet")
-    def sites(self, info: Info, limit: int = 100, offset: int = 0) -> list[Site]:
+    def sites(self, info: Info, limit: int = 100, offset: int = 0) -> list[SiteNode]:
         f = info.context["rt"].fleet.fleet
         rows = range(max(0, offset), min(f.n_sites, max(0, offset) + _limit(limit)))
-        return [Site(id=str(f.site_id[r]), name=str(f.site_name[r]), lat_deg=float(f.lat_deg[r]),
+        return [SiteNode(id=str(f.site_id[r]), name=str(f.site_name[r]), lat_deg=float(f.lat_deg[r]),
                      lon_deg=float(f.lon_deg[r]), import_limit_kw=float(f.import_limit_kw[r]),
                      export_limit_kw=float(f.export_limit_kw[r]), row=r) for r in rows]
 
     @strawberry.field(description="Devices, optionally of one site and type")
     def devices(self, info: Info, site_id: str | None = None, type: str | None = None,
-                limit: int = 100) -> list[Device]:
+                limit: int = 100) -> list[DeviceNode]:
         rt: Runtime = info.context["rt"]
         f = rt.fleet.fleet
         if site_id is not None and site_id not in f.site_row:
@@ -186,18 +186,18 @@ class Query:
                 for r in energy.records(df)[:_limit(limit)]]
 
     @strawberry.field(description="Plans, newest first")
-    def plans(self, info: Info, status: str | None = None, limit: int = 50) -> list[Plan]:
+    def plans(self, info: Info, status: str | None = None, limit: int = 50) -> list[PlanNode]:
         recs = info.context["rt"].query(plan_repo.list_plans, status, _limit(limit))
-        return [Plan(**{k: r[k] for k in ("id", "created_s", "status", "solver_status",
+        return [PlanNode(**{k: r[k] for k in ("id", "created_s", "status", "solver_status",
                                           "start_s", "step_s", "n_steps")}) for r in recs]
 
     @strawberry.field(description="Alerts with their life cycle, newest first")
     def alerts(self, info: Info, open_only: bool = False, kind: str | None = None,
-               limit: int = 200) -> list[Alert]:
+               limit: int = 200) -> list[AlertNode]:
         recs = info.context["rt"].query(alert_repo.list_alert_states, open_only=open_only,
                                         kind=kind, limit=_limit(limit))
-        keys = Alert.__annotations__.keys()
-        return [Alert(**{k: r[k] for k in keys}) for r in recs]
+        keys = AlertNode.__annotations__.keys()
+        return [AlertNode(**{k: r[k] for k in keys}) for r in recs]
 
 
 def query_cost(selection: SelectionSetNode | None, fragments: dict[str, Any],

@@ -23,7 +23,9 @@ export class LiveFleet extends EventTarget {
     this.offs = [
       socket.on("telemetry", (m) => this._telemetry(m)),
       socket.on("kpis", (m) => this._kpis(m.kpis, "ws")),
-      socket.on("alerts", () => this.loadAlerts()),
+      socket.on("alerts", (m) => { if (m.event !== "report") this.loadAlerts(); }),
+      // A site or device was created, changed or deleted: the service runs the new fleet.
+      socket.on("fleet", () => this.reloadFleet()),
     ];
     this.tick = setInterval(() => this._emit("status"), 5000);
   }
@@ -34,17 +36,38 @@ export class LiveFleet extends EventTarget {
   }
 
   async load() {
-    this.sites = await this.api.get("/sites");
-    this.siteById = new Map(this.sites.map((s) => [s.id, s]));
+    await this.loadFleet();
+    this._kpis(await this.api.get("/kpis"), "rest");
+    await this.loadAlerts();
+  }
+
+  async loadFleet() {
+    const sites = await this.api.get("/sites");
+    const devices = new Map();
     let offset = 0;
     for (;;) {
       const page = await this.api.get("/devices", { limit: 1000, offset });
-      for (const d of page.items) this.devices.set(d.id, d);
+      for (const d of page.items) devices.set(d.id, d);
       offset += page.items.length;
       if (!page.items.length || offset >= page.total) break;
     }
-    this._kpis(await this.api.get("/kpis"), "rest");
-    await this.loadAlerts();
+    this.sites = sites;
+    this.siteById = new Map(sites.map((s) => [s.id, s]));
+    this.devices = devices;
+    for (const id of [...this.value.keys()]) if (!devices.has(id)) this.value.delete(id);
+  }
+
+  /** The fleet changed in the service: load sites and devices again (once for a burst). */
+  reloadFleet() {
+    clearTimeout(this.fleetTimer);
+    this.fleetTimer = setTimeout(async () => {
+      try {
+        await this.loadFleet();
+        this._emit("fleet");
+      } catch (err) {
+        console.warn("reloading the fleet failed", err);
+      }
+    }, 300);
   }
 
   async loadAlerts() {

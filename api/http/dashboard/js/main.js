@@ -78,7 +78,11 @@ async function start(user) {
   document.getElementById("sign-out").hidden = false;
   ctx.socket = new LiveSocket(ctx.api, setConnection);
   ctx.live = new LiveFleet(ctx.api, ctx.socket);
-  ctx.live.addEventListener("change", (ev) => { if (ev.detail.kind === "alerts") updateAlertBadge(); });
+  ctx.live.addEventListener("change", (ev) => {
+    if (ev.detail.kind === "alerts") updateAlertBadge();
+    // A site page lists its devices: show it again with the changed fleet.
+    if (ev.detail.kind === "fleet" && parseRoute().name === "site") route();
+  });
   ctx.socket.start();
   try {
     await ctx.live.load();

@@ -20,14 +20,26 @@ export class SiteMap {
       for (let lon = -180; lon <= 180; lon += 5) L.polyline([[-85, lon], [85, lon]], line).addTo(grid);
     }
     this.markers = new Map();
+    this._sites = new Map();
+    this.setSites(sites);
+  }
+
+  /** Draw these sites: markers of new sites are added, those of deleted ones removed. */
+  setSites(sites) {
+    const keep = new Set(sites.map((s) => s.id));
+    for (const [id, m] of this.markers) {
+      if (!keep.has(id)) { m.remove(); this.markers.delete(id); }
+    }
     this._sites = new Map(sites.map((s) => [s.id, s]));
     for (const s of sites) {
+      const old = this.markers.get(s.id);
+      if (old) { old.setLatLng([s.lat_deg, s.lon_deg]); continue; }
       const m = L.circleMarker([s.lat_deg, s.lon_deg], { radius: 8, weight: 2, fillOpacity: 0.8 })
         .addTo(this.map);
-      m.bindPopup(this.popup(s));
-      m.on("popupopen", () => m.setPopupContent(this.popup(s)));
+      m.bindPopup(() => this.popup(this.siteOf(s.id)));
       this.markers.set(s.id, m);
     }
+    if (this.status) this.update(this.status, this.power);
   }
 
   /** Recolour markers; `status(id)` and `power(id)` come from the live fleet. */

@@ -1,7 +1,7 @@
 // The live WebSocket (/api/v1/ws): token auth, channel listeners, replies to requests,
 // automatic reconnect with exponential back-off (0.5 s doubling to 15 s, with jitter).
 
-export const CHANNELS = ["telemetry", "kpis", "plans", "commands", "alerts"];
+export const CHANNELS = ["telemetry", "kpis", "plans", "commands", "alerts", "fleet"];
 
 export class LiveSocket {
   /**

@@ -1,4 +1,6 @@
 // Alerts: list with filters (state, severity, text), acknowledge (operators), live arrival.
+// The service announces on the "alerts" channel: opened, reopened, cleared, acknowledged
+// (each with the alert record) and report (a scheduled report was written).
 import { badge, esc, html, when } from "../util.js";
 
 export async function render(root, ctx) {
@@ -32,7 +34,8 @@ export async function render(root, ctx) {
     tbody.innerHTML = rows.map((a) => `<tr data-alert="${a.id}"${fresh.has(a.id) ? ' class="fresh"' : ""}>
       <td>${a.id}</td><td>${when(a.created_s)}</td><td>${badge(a.severity)}</td><td>${esc(a.kind)}</td>
       <td>${a.site_id ? `<a href="#/site/${encodeURIComponent(a.site_id)}">${esc(a.site_id)}</a>` : ""}</td>
-      <td>${esc(a.device_id || "")}</td><td>${esc(a.message)}</td>
+      <td>${esc(a.device_id || "")}</td><td>${esc(a.message)}${a.cleared_s
+        ? ` <span class="muted" data-cleared>(cleared ${when(a.cleared_s, true)})</span>` : ""}</td>
       <td>${a.acked_s ? `${esc(a.acked_by)} · ${when(a.acked_s, true)}` : ""}</td>
       <td>${ctx.canOperate && a.acked_s == null ? `<button type="button" data-ack="${a.id}">Acknowledge</button>` : ""}</td></tr>`).join("")
       || '<tr><td colspan="9" class="muted">No alerts.</td></tr>';
@@ -56,8 +59,13 @@ export async function render(root, ctx) {
   for (const a of await api.get("/alerts", { limit: 1000 })) alerts.set(a.id, a);
   draw();
   const off = ctx.socket.on("alerts", (m) => {
-    alerts.set(m.alert.id, m.alert);
-    if (m.event === "raised") fresh.add(m.alert.id);
+    if (m.event === "report") {
+      ctx.toast(`Report ${m.period} written: ${(m.files || []).join(", ")}`);
+      return;
+    }
+    if (!m.alert) return;
+    alerts.set(m.alert.id, { ...alerts.get(m.alert.id), ...m.alert });
+    if (m.event === "opened" || m.event === "reopened") fresh.add(m.alert.id);
     draw();
   });
   return off;

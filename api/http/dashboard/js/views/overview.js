@@ -127,6 +127,10 @@ export async function render(root, ctx) {
   const onChange = (ev) => {
     const kind = ev.detail.kind;
     if (kind === "kpis") showKpis(strip, live.kpis, live.kpiSource);
+    if (kind === "fleet") {  // sites were added, changed or deleted
+      map.setSites(live.sites);
+      siteRows();
+    }
     if (kind === "telemetry" || kind === "status" || kind === "alerts") {
       const now = performance.now();
       if (kind !== "telemetry" || now - lastDraw > 1000) {
