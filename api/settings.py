@@ -139,6 +139,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{v!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: object) -> object:
+        if isinstance(data, dict):
+            gone = [f"ECOGRID_{k.upper()}" for k in data if f"ECOGRID_{k.upper()}" in REMOVED]
+            if gone:
+                raise ValueError("; ".join(f"{g} was removed; use {REMOVED[g]}" for g in gone))
+        return data
+
     @field_validator("history_url")
     @classmethod
     def _history_url(cls, v: str | None) -> str | None:
@@ -204,8 +213,12 @@ def load_settings(config_file: str | Path | None = None, **overrides: object) ->
     ValueError
         Naming each bad setting and its environment variable.
     """
+    named = set(os.environ) | {f"ECOGRID_{k.upper()}" for k in overrides}
+    if config_file is not None and Path(config_file).is_file():
+        named |= {line.split("=", 1)[0].strip().removeprefix("export ").strip()
+                  for line in Path(config_file).read_text().splitlines() if "=" in line}
     gone = [f"{name} was removed; use {instead}" for name, instead in REMOVED.items()
-            if name in os.environ]
+            if name in named]
     if gone:
         raise ValueError("invalid settings: " + "; ".join(gone))
     try:

@@ -33,7 +33,7 @@ import numpy as np
 from adapters.emulator import Emulator, weather_inputs
 from adapters.registry import open_registry
 from api.alerts.manager import AlertManager
-from api.alerts.watch import ANOMALY_KINDS, FleetWatch, Observation
+from api.alerts.watch import ANOMALY_KINDS, FleetObservation, FleetWatch
 from twin.fleet import BATTERY, PV, Fleet
 from twin.generator import generate_fleet
 from twin.state import StepInputs
@@ -113,7 +113,7 @@ def run(n_sites: int = 20, days: float = 2.0, n_faults: int = 6, step_s: float =
                 emu.valid_until_s[bat] = now + 3600.0
             emu.tick(now)
             soc = np.where(fleet.device_type == BATTERY, emu.twin.soc(), np.nan)
-            obs = Observation(now, np.round(emu.measured_p_kw, 4), np.round(soc, 5),
+            obs = FleetObservation(now, np.round(emu.measured_p_kw, 4), np.round(soc, 5),
                               emu.setpoint.copy())
             out = manager.evaluate(now, watch.observe(obs))
             opened.extend(a for a in out["opened"] if a["kind"] in ANOMALY_KINDS)

@@ -606,10 +606,11 @@ class History:
                 every_s: float | None) -> HistoryRead:
         res = TIERS[tier]
         want = ["count"] + ([stat] if stat != "count" else [])
+        first = float(bucket_start(start_s, res))  # the bucket that holds start_s counts
         got = []
         for s, out_cols, cols in parts:
             t = s.tier_times(tier)
-            i0, i1 = (int(x) for x in np.searchsorted(t, [start_s, end_s], "left"))
+            i0, i1 = (int(x) for x in np.searchsorted(t, [first, end_s], "left"))
             if i1 <= i0:
                 continue
             shared = holders[out_cols] > 1
@@ -619,7 +620,10 @@ class History:
         union, merged = merge_buckets(got, len(ids), want)
         out_t, resolution = union, res
         if every_s is not None and every_s > res:
-            out_t, merged = reaggregate(union, merged, start_s, every_s)
+            # buckets of every_s on the tier's grid when every_s is a whole number of its
+            # buckets (UTC-aligned, as the store's), else counted from the first bucket
+            origin = float(bucket_start(start_s, every_s)) if every_s % res == 0 else first
+            out_t, merged = reaggregate(union, merged, origin, every_s)
             resolution = float(every_s)
         counts = np.asarray(merged["count"], dtype=np.int64)
         values = np.where(counts > 0, np.asarray(merged[stat], dtype=np.float64), np.nan) \

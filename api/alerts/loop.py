@@ -28,10 +28,10 @@ from adapters.mqtt.types import APPLIED, EXPIRED, REJECTED
 from adapters.registry import Registry
 from adapters.registry import alerts as alert_repo
 from adapters.registry import audit as audit_repo
-from adapters.registry.models import Command
+from adapters.registry.models import CommandRow
 from api.alerts.email import EmailNotifier
 from api.alerts.manager import AlertManager, Condition
-from api.alerts.watch import FleetWatch, Observation, gateway_offline
+from api.alerts.watch import FleetObservation, FleetWatch, gateway_offline
 from api.settings import Settings
 from twin.fleet import Fleet
 from twin.telemetry import Telemetry
@@ -104,11 +104,11 @@ class AlertLoop:
         """The setpoint each device applied and still holds [kW] (NaN: none)."""
         fleet = self.fleet
         out = np.full(fleet.n_devices, np.nan)
-        latest = (select(Command.device_id, func.max(Command.version).label("v"))
-                  .where(Command.status == "applied", Command.valid_until_s > now_s)
-                  .group_by(Command.device_id).subquery())
-        q = select(Command.device_id, Command.value).join(
-            latest, (Command.device_id == latest.c.device_id) & (Command.version == latest.c.v))
+        latest = (select(CommandRow.device_id, func.max(CommandRow.version).label("v"))
+                  .where(CommandRow.status == "applied", CommandRow.valid_until_s > now_s)
+                  .group_by(CommandRow.device_id).subquery())
+        q = select(CommandRow.device_id, CommandRow.value).join(
+            latest, (CommandRow.device_id == latest.c.device_id) & (CommandRow.version == latest.c.v))
         with self.registry.session() as s:
             for device_id, value in s.execute(q):
                 row = fleet.device_row.get(device_id)
@@ -116,7 +116,7 @@ class AlertLoop:
                     out[row] = value
         return out
 
-    def observation(self, now_s: float) -> Observation:
+    def observation(self, now_s: float) -> FleetObservation:
         tel = self.telemetry
         tel.refresh_stale(now_s)
         snap = tel.snapshot()
@@ -124,7 +124,7 @@ class AlertLoop:
         metrics = {m: value[:, i] for i, m in enumerate(snap["metrics"])}
         with tel.lock:
             reported = tel.reported_online.copy()
-        return Observation(now_s, metrics["p_kw"], metrics["soc"],
+        return FleetObservation(now_s, metrics["p_kw"], metrics["soc"],
                            self.applied_setpoints(now_s), metrics=metrics,
                            reported_online=reported, stale=snap["stale"],
                            site_online=snap["site_online"])

@@ -57,7 +57,7 @@ class WatchConfig:
 
 
 @dataclass
-class Observation:
+class FleetObservation:
     """What the twin knows about the fleet at one time.
 
     Parameters
@@ -143,7 +143,7 @@ class FleetWatch:
         return out
 
     # -- one pass ---------------------------------------------------------------------
-    def observe(self, obs: Observation, rules: list[dict[str, Any]] = ()) -> list[Condition]:
+    def observe(self, obs: FleetObservation, rules: list[dict[str, Any]] = ()) -> list[Condition]:
         """The conditions true at ``obs.t_s``."""
         c = self.config
         conds: list[Condition] = []
@@ -231,7 +231,7 @@ class FleetWatch:
         return [gateway_offline(self.site_ids[s])
                 for s in np.flatnonzero(np.asarray(site_online) == 0).tolist()]
 
-    def rule_conditions(self, obs: Observation, rules: list[dict[str, Any]]
+    def rule_conditions(self, obs: FleetObservation, rules: list[dict[str, Any]]
                         ) -> list[Condition]:
         """Conditions of the threshold rules (enabled ones) for one observation."""
         out: list[Condition] = []

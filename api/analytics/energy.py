@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ def read_plan(start_s: float, end_s: float, now_s: float, *, raw_step_s: float,
     span = end_s - start_s
     in_raw = start_s >= now_s - raw_days * 86400.0
     if in_raw and (every_s is None or every_s < TIERS_S["5m"]) and span / raw_step_s <= max_rows:
-        return ReadPlan("raw", every_s, every_s or raw_step_s, 3.0 * raw_step_s)
+        return ReadPlan("raw", None, raw_step_s, 3.0 * raw_step_s)
     if every_s is None or every_s < TIERS_S["1h"]:
         res = max(TIERS_S["5m"], every_s or 0.0)
         if span / res <= max_rows:
@@ -129,7 +129,8 @@ def power_flows(history: History, fleet: Fleet, start_s: float, end_s: float, *,
     :func:`twin.kpis.device_flows` defines them. With ``every_s`` the flows are
     averaged over buckets of that length (times are the bucket starts; empty buckets
     are left out). Returns the times [Unix s], the four series and the read plan
-    (its ``resolution_s`` is what the answer states).
+    (its ``resolution_s`` is what the answer states: the bucket length when raw snapshots
+    were averaged into ``every_s`` buckets).
 
     Raises
     ------
@@ -156,8 +157,9 @@ def power_flows(history: History, fleet: Fleet, start_s: float, end_s: float, *,
             parts.append(flows)
     t_all = np.concatenate(times) if times else np.zeros(0)
     series = list(np.concatenate(parts, axis=1)) if parts else [np.zeros(0)] * len(FLOWS)
-    if every_s is not None and plan.every_s != every_s:  # raw snapshots: average here
+    if every_s is not None and plan.every_s is None:  # raw snapshots: their flows averaged
         t_all, series = bucket_means(t_all, series, start_s, every_s)
+        plan = replace(plan, resolution_s=float(every_s))
     return t_all, dict(zip(FLOWS, series, strict=True)), plan
 
 

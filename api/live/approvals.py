@@ -6,15 +6,14 @@ releases the setpoints of each step when the step starts (only values that
 changed, all of them at the first step); manual, group and scheduled
 setpoints are checked against each device's limits and go the same way.
 Commands are handed to a :class:`api.live.types.CommandLink` (the MQTT command
-publisher; in one batch per tick when the link has ``send_many(commands, now_s)``),
-whose record changes and device acknowledgements reach the registry through
-:class:`adapters.registry.command_store.SqlCommandStore`. A plan step goes out
-before its rows are written when the link has ``send_new(items, now_s)``: a
-crash in between loses only those rows, and the step is released again (new
-versions, same values) after the restart.
+publisher, :class:`api.live.commands.MqttCommandLink`): due commands in one
+batch per tick (``send_many``); a plan step before its rows are written
+(``send_new``): a crash in between loses only those rows, and the step is
+released again (new versions, same values) after the restart. After hand-out
+only the link moves a command's state. Devices deleted from the fleet get no
+setpoint (:meth:`Approvals.set_fleet`), not even from a plan made before.
 Every change is written to the registry (with the audit log) and announced
-through ``notify(channel, msg)``.
-Time comes in as ``now_s``.
+through ``notify(channel, msg)``. Time comes in as ``now_s`` (default: the clock).
 """
 
 from __future__ import annotations

@@ -160,6 +160,7 @@ class LiveKpis:
         self.first_values = first_values
         self._kpis: dict[str, Any] | None = None
         self._kpis_mono_s = 0.0
+        self._kpis_fleet: Fleet | None = None  # the fleet the cached figures are of
 
     def _flows(self, fleet: Fleet) -> dict[str, np.ndarray] | None:
         p, _ = self.telemetry.column("p_kw")
@@ -184,15 +185,18 @@ class LiveKpis:
     def refresh(self) -> dict[str, Any]:
         """Compute the KPIs now and keep them for :meth:`cached`."""
         t = time.monotonic()
+        fleet = self.fleet()
         kpis = self.kpis()
-        self._kpis, self._kpis_mono_s = kpis, t
+        self._kpis, self._kpis_mono_s, self._kpis_fleet = kpis, t, fleet
         return kpis
 
     def cached(self, max_age_s: float = 1.5) -> dict[str, Any] | None:
-        """The KPIs of the last refresh, or None when they are older than ``max_age_s`` [s]
-        or from before the first telemetry arrived."""
+        """The KPIs of the last refresh, or None when they are older than ``max_age_s`` [s],
+        from before the first telemetry arrived or of a fleet no longer in force."""
         kpis, t = self._kpis, self._kpis_mono_s
         if kpis is None or time.monotonic() - t > max_age_s:
+            return None
+        if self._kpis_fleet is not self.fleet():
             return None
         first = self.first_values()
         if first is not None and t < first:

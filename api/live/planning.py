@@ -11,7 +11,7 @@
   with the latest measurement, and EV sessions come from the arrival
   statistics of recent charging sessions. Prices and carbon intensity are the
   service's own (``import_price_eur_per_mwh``, ``export_price_eur_per_mwh``,
-  ``co2_kg_per_mwh`` in ``state``: :func:`api.analytics.service_tariff`), so the
+  ``co2_kg_per_mwh`` in ``state``: :func:`api.analytics.market.service_market`), so the
   live KPIs count with the same numbers the plan was made with.
 * :class:`HistoryWindow` keeps the recent 15-minute means of every device's
   ``p_kw`` from the one telemetry store (:class:`adapters.history.History`),
@@ -29,6 +29,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -112,9 +113,10 @@ class OptimizerPlanner:
                 if np.shape(m) != (n_steps,):
                     raise ValueError(f"{name} has shape {np.shape(m)}; expected ({n_steps},):"
                                      " one value per plan step")
-            base.import_price_eur_per_mwh = np.asarray(market[0], dtype=np.float64)
-            base.feed_in_eur_per_mwh = np.asarray(market[1], dtype=np.float64)
-            base.co2_kg_per_mwh = np.asarray(market[2], dtype=np.float64)
+            base = replace(base,  # Forecast is frozen
+                           import_price_eur_per_mwh=np.asarray(market[0], dtype=np.float64),
+                           feed_in_eur_per_mwh=np.asarray(market[1], dtype=np.float64),
+                           co2_kg_per_mwh=np.asarray(market[2], dtype=np.float64))
         hist_t, hist_p = state.get("history_t_s"), state.get("history_p_kw")
         if hist_t is None or hist_p is None or len(hist_t) < 2:
             return base
@@ -238,7 +240,8 @@ class PlanRequests:
     history : History
         The telemetry store (the recent means for the forecast).
     market : callable
-        Prices and carbon intensity at given times (:func:`api.analytics.service_tariff`).
+        Prices and carbon intensity at given times (``Market.at`` of
+        :func:`api.analytics.market.service_market`).
     propose : callable
         ``propose(plan, now_s) -> record``: stores the plan as proposed (the approvals).
     audit : callable

@@ -219,7 +219,8 @@ class Runtime:
             ("commands", self.commands.close if self.commands else None),
             ("scenario runs", self.scenarios.close if self.scenarios else None),
             ("KPI ledger", self.kpis.close if isinstance(self.kpis, LiveKpis) else None),
-            ("planner", getattr(self.planner, "close", None) if self.own_planner else None),
+            ("optimizer worker", self.planner.close
+             if self.own_planner and isinstance(self.planner, ProcessPlanner) else None),
             ("heap policy", self.heap.close),
         ]
         for name, stop in steps:

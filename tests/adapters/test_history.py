@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 import zarr
 
-import adapters.history as history_mod
+import adapters.history.store as history_mod
 from adapters.history import History, HistoryError, UnknownDeviceError, root_path, store_name
 from adapters.history.claims import ClaimError
 from adapters.history.legacy import LegacyHistoryError, check_layout, convert_legacy

@@ -23,7 +23,7 @@ from adapters.registry import (
     users,
 )
 from adapters.registry import fleet as fleet_repo
-from adapters.registry.models import Base, Command
+from adapters.registry.models import Base, CommandRow
 from adapters.registry.plans import PlanStateError
 from tests.adapters.registry_fixtures import registry, registry_url  # noqa: F401
 from tests.api.server import wait_for
@@ -231,7 +231,7 @@ def test_command_store_holds_its_writes_after_a_burst(registry):
     try:
         def stored(cid: str) -> str | None:
             with registry.session() as s:
-                return s.scalar(select(Command.status).where(Command.command_id == cid))
+                return s.scalar(select(CommandRow.status).where(CommandRow.command_id == cid))
 
         rec = CommandRecord("h-1", "S", "D", 1, {"p_kw": 1.0}, T0, T0 + 900, "queued",
                             transitions=(("queued", T0),))

@@ -216,11 +216,77 @@ def test_ingest_workers_are_a_shared_group_in_a_statefulset():
     assert port == parsed.metrics_port
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
-    # The history goes to ECOGRID_DATA_DIR, on the pod's own volume.
-    data_dir = find("ConfigMap", "ecogrid-config")["data"]["ECOGRID_DATA_DIR"]
-    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-    assert mounts["history"] == data_dir
-    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["history"]
+    # The history goes to the one telemetry store (ECOGRID_HISTORY_URL) on the shared
+    # volume, not to a volume of the pod's own.
+    assert _history_claim("StatefulSet", "ecogrid-ingest") == (HISTORY_CLAIM, False)
+    assert "volumeClaimTemplates" not in sts["spec"]
+    # The fleet comes from the registry (and follows its edits): no fixed --fleet/--sites,
+    # and the registry's ECOGRID_DATABASE_URL reaches the pod.
+    assert parsed.fleet is None and parsed.sites is None
+    assert _pod_env("StatefulSet", "ecogrid-ingest")["ECOGRID_DATABASE_URL"]
+
+
+HISTORY_CLAIM = "ecogrid-history"  # the PersistentVolumeClaim of the one telemetry store
+
+
+def _pod_env(kind: str, name: str) -> dict[str, str]:
+    """The ECOGRID_* variables a pod's first container gets: its ConfigMap and Secret
+    (envFrom, in order), then its own env (which wins)."""
+    c = _container(kind, name)
+    env: dict[str, str] = {}
+    for src in c.get("envFrom", []):
+        if "configMapRef" in src:
+            env.update(find("ConfigMap", src["configMapRef"]["name"])["data"])
+        else:
+            env.update(find("Secret", src["secretRef"]["name"])["stringData"])
+    env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
+    return {k: v for k, v in env.items() if k.startswith("ECOGRID_")}
+
+
+def _pod_settings(kind: str, name: str):
+    """api.settings.Settings of a pod, read from its environment by the code itself."""
+    from api.settings import load_settings
+
+    known = settings_env_names()
+    return load_settings(**{k.removeprefix("ECOGRID_").lower(): v
+                            for k, v in _pod_env(kind, name).items() if k in known})
+
+
+def _history_claim(kind: str, name: str) -> tuple[str, bool]:
+    """(claim name, read-only) of the volume mounted at the pod's telemetry store root
+    (Settings.history_root(): ECOGRID_HISTORY_URL, default $ECOGRID_DATA_DIR/history)."""
+    root = _pod_settings(kind, name).history_root()
+    spec = find(kind, name)["spec"]["template"]["spec"]
+    mounts = [m for m in spec["containers"][0]["volumeMounts"]
+              if root == Path(m["mountPath"]) or root.is_relative_to(m["mountPath"])]
+    assert mounts, f"{kind} {name}: nothing is mounted at its telemetry store {root}"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))  # the innermost one
+    volume = next((v for v in spec["volumes"] if v["name"] == mount["name"]), {})
+    assert "persistentVolumeClaim" in volume, (
+        f"{kind} {name}: the telemetry store {root} is on a volume of the pod's own "
+        f"({mount['name']}), not the shared claim")
+    return volume["persistentVolumeClaim"]["claimName"], bool(mount.get("readOnly"))
+
+
+def test_the_leader_replicas_and_workers_share_the_one_telemetry_store():
+    # One folder (ECOGRID_HISTORY_URL) on one claim that every node can mount read-write:
+    # the workers write their stores there, the leader and the API replicas read them
+    # (History merges the writers' stores) for /history, /analytics, reports, the planner.
+    claim = find("PersistentVolumeClaim", HISTORY_CLAIM)
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "ECOGRID_HISTORY_URL" in find("ConfigMap", "ecogrid-config")["data"]
+    roots = {(kind, name): _pod_settings(kind, name).history_root()
+             for kind, name in (("Deployment", "ecogrid"), ("Deployment", "ecogrid-api"),
+                                ("StatefulSet", "ecogrid-ingest"))}
+    assert len(set(roots.values())) == 1, roots
+    assert _history_claim("Deployment", "ecogrid") == (HISTORY_CLAIM, False)
+    assert _history_claim("StatefulSet", "ecogrid-ingest") == (HISTORY_CLAIM, False)
+    assert _history_claim("Deployment", "ecogrid-api")[0] == HISTORY_CLAIM  # may be read-only
+    # The workers write the store, so the leader reads what they write and writes none
+    # itself (an embedded leader claims every site exclusively: no worker could start).
+    assert _pod_settings("Deployment", "ecogrid").ingest == "workers"
+    assert _pod_settings("StatefulSet", "ecogrid-ingest").history_root() == roots[
+        ("Deployment", "ecogrid")]
 
 
 def test_ingest_workers_scale_with_a_horizontal_pod_autoscaler():

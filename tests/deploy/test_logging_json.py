@@ -1,4 +1,5 @@
-"""api.live.logs: one JSON object per line, ids from contextvars, level by setting."""
+"""api.live.logs: one JSON object per line, ids from contextvars, level by setting;
+api.http.middleware.RequestIdMiddleware tags a request's lines."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import json
 import logging
 import re
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from api.http.middleware import RequestIdMiddleware
 from api.live.logs import (
     CONTEXT_FIELDS,
     JsonFormatter,
@@ -145,11 +149,6 @@ def test_bad_level_and_unknown_id_name_what_was_wrong():
 
 
 def test_request_id_middleware_tags_the_request_s_log_lines(capture):
-    import httpx
-    from fastapi import FastAPI
-
-    from api.live.logs import RequestIdMiddleware
-
     app = FastAPI()
     app.add_middleware(RequestIdMiddleware)
 

@@ -1,8 +1,8 @@
 """The demo's simulated day produces a sensible energy balance on a small fleet."""
 
 import pytest
-from api.cli.main.demo import simulate_day
 
+from api.cli.demo import simulate_day
 from twin.generator import generate_fleet
 from twin.kpis import fleet_kpis
 from twin.model import Twin

@@ -4,7 +4,7 @@ A small random fleet is stepped with the numba kernel for a few hours under
 time-varying prices and carbon intensity; its accumulators (``site_totals``)
 must equal what ``device_flows`` + ``energy_value`` + ``energy_steps`` give on
 the kernel's device powers, and ``compute_kpis``, ``fleet_kpis``, the live
-``KpiLedger`` and ``api.analytics.aggregate`` must agree with them.
+``KpiLedger`` and ``api.analytics.energy.aggregate`` must agree with them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from api import analytics as an
+from api.analytics import energy as an
 from api.live.ledger import KpiLedger
 from twin.fleet import BATTERY, EV_CHARGER, LOAD, PV, Fleet
 from twin.generator import generate_fleet

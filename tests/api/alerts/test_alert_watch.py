@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from api.alerts.watch import FleetWatch, Observation, WatchConfig
+from api.alerts.watch import FleetObservation, FleetWatch, WatchConfig
 from tests.twin.test_fleet import small_records
 from twin.fleet import Fleet
 
@@ -15,12 +15,12 @@ def _fleet() -> Fleet:
     return Fleet.from_records(*small_records())  # rows: A-pv, A-bat, A-ev, A-load, B-bat
 
 
-def _obs(fleet: Fleet, **kw) -> Observation:
+def _obs(fleet: Fleet, **kw) -> FleetObservation:
     n = fleet.n_devices
     base = {"p_kw": np.zeros(n), "soc": np.array([np.nan, 0.5, np.nan, np.nan, 0.5]),
             "setpoint_kw": np.full(n, np.nan)}
     base.update(kw)
-    return Observation(T, **base)
+    return FleetObservation(T, **base)
 
 
 def test_offline_stale_and_gateway_suppression():

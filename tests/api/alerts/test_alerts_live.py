@@ -47,11 +47,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[d
             fleet = generate_fleet(n_sites=N_SITES)
             with running_emulator(fleet, mqtt_url, interval_s=0.5) as emu, \
                     running_app(settings, use_default_planner=False) as (url, app):
-                svc = app.state.service
-                svc.alerts.manager.clear_after_s = 1.0  # quick clearing for the test
-                svc.alerts.watch.config.setpoint_delay_s = 1.0
+                rt = app.state.runtime
+                rt.alerts.manager.clear_after_s = 1.0  # quick clearing for the test
+                rt.alerts.watch.config.setpoint_delay_s = 1.0
                 with httpx.Client(base_url=url, timeout=60) as client:
-                    yield {"url": url, "app": app, "svc": svc, "emu": emu, "client": client,
+                    yield {"url": url, "app": app, "rt": rt, "emu": emu, "client": client,
                            "inbox": inbox, **add_staff(client, login(client, *ADMIN))}
 
 
@@ -64,7 +64,7 @@ def _ws_alerts(base: str, headers: dict[str, str]) -> Iterator[Any]:
 
 def test_rules_crud_roles_and_errors(stack):
     c, admin, viewer = stack["client"], stack["admin"], stack["viewer"]
-    dev = stack["svc"].fleet.device_id[0]
+    dev = stack["rt"].fleet.fleet.device_id[0]
     body = {"name": "hot inverter", "metric": "temp_c", "op": ">", "threshold": 80,
             "duration_s": 30, "device_id": dev}
     assert c.post("/api/v1/alert-rules", json=body, headers=viewer).status_code == 403
@@ -89,9 +89,9 @@ def test_rules_crud_roles_and_errors(stack):
 
 
 def test_rule_takes_effect_without_restart_and_is_pushed_and_mailed(stack):
-    c, admin, svc = stack["client"], stack["admin"], stack["svc"]
+    c, admin, rt = stack["client"], stack["admin"], stack["rt"]
     wait_for(lambda: c.get("/healthz").json()["last_ingest_s"])
-    dev = svc.fleet.device_id[1]
+    dev = rt.fleet.fleet.device_id[1]
     with _ws_alerts(stack["url"], stack["viewer"]) as ws:
         rule = c.post("/api/v1/alert-rules", headers=admin, json={
             "name": "voltage present", "metric": "v", "op": ">", "threshold": 1.0,
@@ -119,13 +119,13 @@ def test_rule_takes_effect_without_restart_and_is_pushed_and_mailed(stack):
 
 
 def test_battery_ignoring_setpoints_and_rejected_commands(stack):
-    c, svc, emu = stack["client"], stack["svc"], stack["emu"]
+    c, fleet, emu = stack["client"], stack["rt"].fleet.fleet, stack["emu"]
     wait_for(lambda: c.get("/healthz").json()["last_ingest_s"])
-    bats = [i for i in range(svc.fleet.n_devices) if svc.fleet.device_type[i] == BATTERY]
+    bats = [i for i in range(fleet.n_devices) if fleet.device_type[i] == BATTERY]
     bad, other = bats[0], bats[1]
     emu.faults.inject(bad, "ignore_setpoint")
-    bad_id, other_id = svc.fleet.device_id[bad], svc.fleet.device_id[other]
-    value = 0.8 * float(svc.fleet.device_float["discharge_kw"][bad])
+    bad_id, other_id = fleet.device_id[bad], fleet.device_id[other]
+    value = 0.8 * float(fleet.device_float["discharge_kw"][bad])
     with _ws_alerts(stack["url"], stack["viewer"]) as ws:
         r = c.post(f"/api/v1/devices/{bad_id}/setpoint", headers=stack["operator"],
                    json={"value_kw": value})

@@ -11,8 +11,12 @@ import httpx
 import numpy as np
 import pytest
 
+from adapters.registry import alerts as alert_repo
+from adapters.registry import open_registry
 from api.alerts.manager import AlertManager
-from api.alerts.watch import FleetWatch, Observation
+from api.alerts.watch import FleetObservation, FleetWatch, gateway_offline
+from api.live.fleet import load_or_import_fleet
+from api.live.runtime import Runtime, build_runtime
 from api.settings import Settings
 from tests.api.server import login, running_app, running_emulator, wait_for
 from tests.twin.test_fleet import small_records
@@ -35,7 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[d
     with running_emulator(fleet, mqtt_url, interval_s=0.5) as emu, \
             running_app(settings, use_default_planner=False) as (url, app), \
             httpx.Client(base_url=url, timeout=60) as client:
-        yield {"svc": app.state.service, "emu": emu, "client": client,
+        yield {"rt": app.state.runtime, "emu": emu, "client": client,
                "admin": login(client, *ADMIN)}
 
 
@@ -46,10 +50,11 @@ def _gateway_alerts(stack: dict[str, Any], site: str) -> list[dict[str, Any]]:
 
 
 def test_will_opens_and_retained_online_clears_the_gateway_alert(stack):
-    svc, emu = stack["svc"], stack["emu"]
-    site = str(svc.fleet.site_id[1])
-    row = svc.fleet.site_row[site]
-    wait_for(lambda: (svc.telemetry.site_online == 1).all(), 60)
+    rt, emu = stack["rt"], stack["emu"]
+    fleet = rt.fleet.fleet
+    site = str(fleet.site_id[1])
+    row = fleet.site_row[site]
+    wait_for(lambda: (rt.telemetry.site_online == 1).all(), 60)
     assert _gateway_alerts(stack, site) == []
     emu.drop_gateway(site)
     opened = wait_for(lambda: _gateway_alerts(stack, site), 30)
@@ -58,18 +63,18 @@ def test_will_opens_and_retained_online_clears_the_gateway_alert(stack):
     assert a["cleared_s"] is None and a["key"] == f"gateway_offline:site:{site}"
     assert a["severity"] == "warning" and site in a["message"]
     # the periodic pass (every 0.3 s) sees the offline flag and keeps the alert open
-    passes = svc.alerts.evaluations
-    wait_for(lambda: svc.alerts.evaluations >= passes + 3, 30)
-    assert svc.telemetry.site_online[row] == 0
+    passes = rt.alerts.evaluations
+    wait_for(lambda: rt.alerts.evaluations >= passes + 3, 30)
+    assert rt.telemetry.site_online[row] == 0
     still = _gateway_alerts(stack, site)
     assert len(still) == 1 and still[0]["cleared_s"] is None
     assert still[0]["last_seen_s"] > a["first_seen_s"]
     emu.restore_gateway(site)
     cleared = wait_for(lambda: [x for x in _gateway_alerts(stack, site) if x["cleared_s"]], 30)
     assert cleared[0]["id"] == a["id"]
-    assert svc.telemetry.site_online[row] == 1
+    assert rt.telemetry.site_online[row] == 1
     # the other site's gateway never raised anything
-    assert _gateway_alerts(stack, str(svc.fleet.site_id[0])) == []
+    assert _gateway_alerts(stack, str(fleet.site_id[0])) == []
     # lost again soon after: the same alert reopens (one alert, two occurrences)
     emu.drop_gateway(site)
     try:
@@ -80,23 +85,20 @@ def test_will_opens_and_retained_online_clears_the_gateway_alert(stack):
     assert again[0]["id"] == a["id"] and again[0]["occurrences"] == 2
     wait_for(lambda: all(x["cleared_s"] for x in _gateway_alerts(stack, site)), 30)
     assert len(_gateway_alerts(stack, site)) == 1
-    assert not any(k.startswith("gateway_offline") for k in svc.alerts.manager.open_keys())
+    assert not any(k.startswith("gateway_offline") for k in rt.alerts.manager.open_keys())
 
 
 def test_watch_names_offline_gateways_only(tmp_path):
     fleet = Fleet.from_records(*small_records())
     w = FleetWatch(fleet)
     n = fleet.n_devices
-    obs = Observation(1_780_300_000.0, np.zeros(n), np.full(n, np.nan), np.full(n, np.nan),
+    obs = FleetObservation(1_780_300_000.0, np.zeros(n), np.full(n, np.nan), np.full(n, np.nan),
                       site_online=np.array([-1, 0]))
     keys = [c.key for c in w.observe(obs) if c.kind == "gateway_offline"]
     assert keys == ["gateway_offline:site:B"]          # unknown (-1) is not judged
 
 
 def test_kind_specific_clear_delay(tmp_path):
-    from adapters.registry import open_registry
-    from api.alerts.watch import gateway_offline
-
     reg = open_registry(f"sqlite:///{tmp_path / 'r.db'}")
     m = AlertManager(reg, clear_after_by_kind={"gateway_offline": 0.0})
     gw, t = gateway_offline("B"), 1000.0
@@ -110,36 +112,29 @@ def test_kind_specific_clear_delay(tmp_path):
 
 
 def test_a_restart_continues_and_then_clears_the_gateway_alert(tmp_path):
-    from adapters.registry import open_registry
-    from api.app import load_or_import_fleet
-    from api.live.service import LiveService
-
     settings = Settings(data_dir=tmp_path, mode="offline", fleet_sites=2)
     reg = open_registry(settings.registry_url())
     fleet = load_or_import_fleet(reg, settings)
     now = [1_780_300_000.0]
 
-    def service() -> LiveService:
-        return LiveService(settings, reg, fleet, clock=lambda: now[0])
-
-    def close(svc: LiveService) -> None:
-        svc.store.close()
-        svc.scenarios.close()
+    def service() -> Runtime:
+        # the offline role's parts, with the alert loop started as Runtime.start does
+        rt = build_runtime(settings, reg, use_default_planner=False, clock=lambda: now[0])
+        assert rt.alerts is not None
+        rt.alerts.start()
+        return rt
 
     first = service()
     first.telemetry.set_site_online([1], [0], now[0])
     first.alerts.on_gateway(np.array([1]), np.array([0]))
     assert first.alerts.manager.open_keys() == [f"gateway_offline:site:{fleet.site_id[1]}"]
-    close(first)
-    # restarted; the retained "offline" arrives again before the first pass: no second alert
+    # restarted (build_runtime starts no thread: nothing to stop); the retained "offline" arrives again before the first pass: no second alert
     now[0] += 60.0
     second = service()
     second.telemetry.set_site_online([1], [0], now[0])
     second.alerts.on_gateway(np.array([1]), np.array([0]))
     second.alerts.evaluate()
     with reg.session() as s:
-        from adapters.registry import alerts as alert_repo
-
         open_now = alert_repo.open_alerts(s)
     assert len(open_now) == 1 and open_now[0]["kind"] == "gateway_offline"
     # the gateway is back: the next periodic pass clears the same alert
@@ -147,5 +142,4 @@ def test_a_restart_continues_and_then_clears_the_gateway_alert(tmp_path):
     second.telemetry.set_site_online([1], [1], now[0])
     out = second.alerts.evaluate()
     assert [a["id"] for a in out["cleared"]] == [open_now[0]["id"]]
-    close(second)
     reg.close()

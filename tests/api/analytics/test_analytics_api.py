@@ -15,6 +15,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from adapters.history import HistoryWriter
 from api.settings import Settings
 from tests.api.server import login, running_app
 from twin.fleet import LOAD, PV
@@ -29,20 +30,25 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, 
     settings = Settings(data_dir=tmp_path_factory.mktemp("analytics"), mode="offline",
                         fleet_sites=2, admin_user=ADMIN[0], admin_password=ADMIN[1],
                         optimizer_enabled=False, history_flush_s=10.0,
-                        import_price_eur_per_mwh=200.0, price_eur_per_mwh=100.0,
+                        import_price_eur_per_mwh=200.0, export_price_eur_per_mwh=100.0,
                         co2_kg_per_mwh=500.0)
     with running_app(settings, use_default_planner=False) as (url, app), \
             httpx.Client(base_url=url, timeout=60) as client:
-        svc = app.state.service
-        fleet = svc.fleet
+        rt = app.state.runtime
+        fleet = rt.fleet.fleet
         site0 = np.flatnonzero(fleet.device_site == 0)
         pv = site0[fleet.device_type[site0] == PV][0]
         load = site0[fleet.device_type[site0] == LOAD][0]
-        for k in range(4):  # 10 s apart: three intervals of 10 s count
-            p = np.zeros(fleet.n_devices)
-            p[pv], p[load] = 36.0, -18.0
-            svc.history.append(T0 + 10.0 * k, {"p_kw": p, "soc": np.full(fleet.n_devices,
-                                                                          np.nan)})
+        n = fleet.n_devices
+        # An offline service writes no telemetry: the test writes the store as a writer does.
+        with HistoryWriter(settings.history_root(), "test", fleet.device_id.tolist(),
+                           rt.fleet.version) as writer:
+            for k in range(4):  # 10 s apart: three intervals of 10 s count
+                t = T0 + 10.0 * k
+                p = np.zeros(n)
+                p[pv], p[load] = 36.0, -18.0
+                writer.append(t, ["p_kw", "soc"], np.column_stack([p, np.full(n, np.nan)]),
+                              np.column_stack([np.full(n, t), np.full(n, np.nan)]))
         yield app, client, login(client, *ADMIN)
 
 
@@ -52,7 +58,9 @@ def test_energy_json_csv_parquet(app_client):
     assert client.get("/api/v1/analytics/energy", params=q).status_code == 401
     r = client.get("/api/v1/analytics/energy", params=q, headers=auth)
     assert r.status_code == 200, r.text
-    rows = r.json()["rows"]
+    body = r.json()
+    assert (body["tier"], body["resolution_s"]) == ("raw", 10.0)  # the raw snapshots
+    rows = body["rows"]
     assert len(rows) == 1 and rows[0]["period"] == "2030-01-10T00:00:00+00:00"
     row = rows[0]
     assert row["generation_kwh"] == pytest.approx(0.3)       # 36 kW x 30 s
@@ -60,7 +68,7 @@ def test_energy_json_csv_parquet(app_client):
     assert row["export_kwh"] == pytest.approx(0.15) and row["import_kwh"] == 0
     assert row["revenue_eur"] == pytest.approx(0.015)        # 0.15 kWh x 100 EUR/MWh
     assert row["co2_avoided_kg"] == pytest.approx(0.15)      # 0.3 kWh x 500 kg/MWh
-    site = app.state.service.fleet.site_id[0]
+    site = app.state.runtime.fleet.fleet.site_id[0]
     csv = client.get("/api/v1/analytics/energy", headers=auth,
                      params={**q, "scope": "site", "format": "csv"})
     df = pd.read_csv(io.StringIO(csv.text))
@@ -82,7 +90,7 @@ def test_energy_errors(app_client):
     assert bad.status_code == 422 and "every" in bad.json()["error"]
     bad = client.get("/api/v1/analytics/energy", headers=auth,
                      params={"start_s": T0, "end_s": T0 + 1, "site_id": "NOPE"})
-    assert bad.status_code == 400 and "NOPE" in bad.json()["error"]
+    assert bad.status_code == 404 and "NOPE" in bad.json()["error"]  # as /history/sites/NOPE
 
 
 def test_report_endpoint(app_client):
@@ -103,13 +111,13 @@ def _gql(client: httpx.Client, query: str, headers: dict[str, str] | None = None
 
 def test_graphql_reads_with_rest_auth(app_client):
     app, client, auth = app_client
-    svc = app.state.service
+    fleet = app.state.runtime.fleet.fleet
     assert _gql(client, "{ sites { id } }").status_code == 401
     r = _gql(client, "{ sites(limit: 5) { id lat_deg devices(limit: 3) { id type } } "
                      "plans { id } alerts { id kind } }", auth)
     assert r.status_code == 200, r.text
     data = r.json()["data"]
-    assert [s["id"] for s in data["sites"]] == svc.fleet.site_id.tolist()[:5]
+    assert [s["id"] for s in data["sites"]] == fleet.site_id.tolist()[:5]
     assert len(data["sites"][0]["devices"]) == 3 and data["plans"] == []
     q = (f'{{ energy(start_s: {T0 - 3600:f}, end_s: {T0 + 3600:f}, every: "hour") '
          '{ period generation_kwh revenue_eur } }')

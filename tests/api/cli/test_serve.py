@@ -63,7 +63,7 @@ def test_service_on_postgresql(tmp_path: Path, pg_url: str):
                         optimizer_enabled=False)
     with running_app(settings) as (url, app), httpx.Client(base_url=url, timeout=60) as c:
         admin = login(c, "root", "root-pass-1")
-        assert app.state.service.registry.engine.dialect.name == "postgresql"
+        assert app.state.runtime.registry.engine.dialect.name == "postgresql"
         assert len(c.get("/api/v1/sites", headers=admin).json()) == 2
         plan = c.post("/api/v1/plans", headers=admin).json()
         ok = c.post(f"/api/v1/plans/{plan['id']}/approve", headers=admin).json()

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from adapters.history import HistoryWriter
 from api.settings import Settings
 from tests.api.server import login, running_app, wait_for
 
@@ -27,7 +28,7 @@ STEP_S = 10.0
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"), mode="offline",
                         fleet_sites=3, admin_user=ADMIN[0], admin_password=ADMIN[1],
-                        optimizer_enabled=False, history_flush_s=0.2)
+                        optimizer_enabled=False, history_flush_s=STEP_S)  # as written
     with running_app(settings, clock=lambda: NOW_S) as (url, app):
         yield url, app
 
@@ -62,14 +63,21 @@ def operator(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def written(served: tuple[str, Any]) -> np.ndarray:
     """Snapshots of random powers of both signs, with gaps (NaN), one all-NaN snapshot."""
-    svc = served[1].state.service
-    n = svc.fleet.n_devices
+    rt = served[1].state.runtime
+    fleet = rt.fleet.fleet
+    n = fleet.n_devices
     rng = np.random.default_rng(7)
     p = rng.uniform(-50.0, 50.0, (N_SNAPSHOTS, n)).astype(np.float32)
     p[rng.random((N_SNAPSHOTS, n)) < 0.15] = np.nan
     p[5] = np.nan  # nobody reported
-    for i in range(N_SNAPSHOTS):
-        svc.history.append(T0_S + i * STEP_S, {"p_kw": p[i], "soc": np.full(n, 0.5)})
+    # An offline service writes no telemetry: the test writes the store as a writer does.
+    with HistoryWriter(rt.settings.history_root(), "test", fleet.device_id.tolist(),
+                       rt.fleet.version) as writer:
+        for i in range(N_SNAPSHOTS):
+            t = T0_S + i * STEP_S
+            values = np.column_stack([p[i], np.full(n, 0.5)])
+            ts = np.column_stack([np.where(np.isnan(p[i]), np.nan, t), np.full(n, t)])
+            writer.append(t, ["p_kw", "soc"], values, ts)
     return p
 
 
@@ -80,6 +88,7 @@ def _device_series(client, viewer, start, end):
     for d in devices["items"]:
         h = client.get(f"/api/v1/devices/{d['id']}/telemetry", headers=viewer,
                        params={"start": start, "end": end}).json()
+        assert (h["tier"], h["resolution_s"]) == ("raw", STEP_S), h
         out.append((d, h["t_s"], h["values"]))
     return out
 
@@ -122,6 +131,7 @@ def test_fleet_history_is_the_sum_of_the_device_series(client, viewer, written):
     r = client.get("/api/v1/history/fleet", headers=viewer, params={"start": start, "end": end})
     assert r.status_code == 200, r.text
     body = r.json()
+    assert (body["tier"], body["resolution_s"]) == ("raw", STEP_S)
     assert body["t_s"] == sorted(hand) and len(body["t_s"]) == N_SNAPSHOTS
     for i, t in enumerate(body["t_s"]):
         for k, key in enumerate(KEYS):
@@ -135,6 +145,7 @@ def test_fleet_history_averaged_over_buckets(client, viewer, written):
     hand = _hand_sum(_device_series(client, viewer, start, end))
     body = client.get("/api/v1/history/fleet", headers=viewer,
                       params={"start": start, "end": end, "every": every}).json()
+    assert (body["tier"], body["resolution_s"]) == ("raw", every)
     assert body["t_s"] == [start, start + every, start + 2 * every]
     for b, t in enumerate(body["t_s"]):
         members = [hand[x] for x in sorted(hand) if t <= x < t + every and hand[x][0] is not None]
@@ -144,13 +155,13 @@ def test_fleet_history_averaged_over_buckets(client, viewer, written):
 
 
 def test_site_history_is_the_sum_of_its_devices(served, client, viewer, written):
-    svc = served[1].state.service
+    fleet = served[1].state.runtime.fleet.fleet
     start, end = T0_S, T0_S + N_SNAPSHOTS * STEP_S
     series = _device_series(client, viewer, start, end)
     fleet_body = client.get("/api/v1/history/fleet", headers=viewer,
                             params={"start": start, "end": end}).json()
     total = np.zeros(N_SNAPSHOTS)
-    for site in svc.fleet.site_id.tolist():
+    for site in fleet.site_id.tolist():
         hand = _hand_sum(series, site)
         r = client.get(f"/api/v1/history/sites/{site}", headers=viewer,
                        params={"start": start, "end": end})
@@ -191,8 +202,7 @@ def test_history_refuses_bad_requests(client, viewer, written):
 
 
 def test_commands_filtered_by_site(served, client, operator, viewer):
-    svc = served[1].state.service
-    fleet = svc.fleet
+    fleet = served[1].state.runtime.fleet.fleet
     bats = fleet.rows_of_type("battery")
     sites = {}
     for row in bats.tolist():
@@ -232,7 +242,7 @@ def test_scenario_series_sums_the_site_flows(served, client, operator, viewer):
     body = client.get(f"/api/v1/scenarios/{run_id}/series", headers=viewer).json()
     from scenarios.results import open_results
 
-    ds = open_results(served[1].state.service.scenarios.out_dir / run_id)
+    ds = open_results(served[1].state.runtime.scenarios.out_dir / run_id)
     assert len(body["t_s"]) == 6 and body["t_s"][1] - body["t_s"][0] == 3600
     for name in ("pv_kw", "battery_kw", "load_kw", "net_kw"):
         by_hand = [float(sum(ds[name].values[i, :].astype(float))) for i in range(6)]

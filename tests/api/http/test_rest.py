@@ -3,13 +3,18 @@ setpoints, commands, alerts, telemetry history, health, metrics, errors."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
+from adapters.history import HistoryWriter
+from adapters.registry import alerts as alert_repo
+from api.live.ingest import Recorder
 from api.settings import Settings
 from tests.api.server import login, running_app, wait_for
 
@@ -70,8 +75,8 @@ def test_token_me_and_bad_tokens(client, admin):
 def test_expired_access_token_is_refused(served, client):
     from api.accounts import make_access_token
 
-    svc = served[1].state.service
-    old = make_access_token(svc.accounts.secret, "root", "admin", time.time() - 3600, 60)
+    rt = served[1].state.runtime
+    old = make_access_token(rt.accounts.secret, "root", "admin", time.time() - 3600, 60)
     r = client.get("/api/v1/kpis", headers={"Authorization": f"Bearer {old}"})
     assert r.status_code == 401 and "expired" in r.json()["error"]
 
@@ -152,6 +157,8 @@ def test_sites_and_devices(client, viewer, admin):
             "export_limit_kw": 500.0}
     assert client.post("/api/v1/sites", headers=viewer, json=body).status_code == 403
     assert client.post("/api/v1/sites", headers=admin, json=body).status_code == 201
+    # Fleet edits are live: the KPIs count the new site at once (not from a cache before it).
+    assert client.get("/api/v1/kpis", headers=viewer).json()["total_sites"] == 5
     r = client.patch("/api/v1/sites/NEW-SITE", headers=admin, json={"lat_deg": 95.0})
     assert r.status_code == 400 and "lat_deg" in r.json()["error"]
     r = client.post("/api/v1/devices", headers=admin,
@@ -163,6 +170,7 @@ def test_sites_and_devices(client, viewer, admin):
     assert r.json()["tags"] == ["roof"]
     assert client.delete("/api/v1/sites/NEW-SITE", headers=admin).status_code == 200
     assert client.get("/api/v1/devices/NEW-PV", headers=viewer).status_code == 404
+    assert client.get("/api/v1/kpis", headers=viewer).json()["total_sites"] == 4
 
 
 def test_bad_input_is_4xx_json(client, viewer):
@@ -195,8 +203,7 @@ def test_kpis_health_metrics(client, viewer):
 
 
 def test_setpoints_limits_schedule_cancel_group(served, client, operator, admin):
-    svc = served[1].state.service
-    fleet = svc.fleet
+    fleet = served[1].state.runtime.fleet.fleet
     bat = fleet.device_id[fleet.rows_of_type("battery")[0]]
     load = fleet.device_id[fleet.rows_of_type("load")[0]]
     hi = float(fleet.discharge_kw[fleet.device_row[bat]])
@@ -233,10 +240,10 @@ def test_setpoints_limits_schedule_cancel_group(served, client, operator, admin)
 
 
 def test_plan_request_approve_reject(served, client, operator, viewer):
-    svc = served[1].state.service
+    rt = served[1].state.runtime
     from api.live.planning import OptimizerPlanner
 
-    svc.planner = OptimizerPlanner(time_limit_s=30)
+    rt.planning.planner = OptimizerPlanner(time_limit_s=30)  # in this process
     p1 = client.post("/api/v1/plans", headers=operator)
     assert p1.status_code == 201, p1.text
     plan = p1.json()
@@ -263,8 +270,9 @@ def test_plan_request_approve_reject(served, client, operator, viewer):
 
 
 def test_alerts(served, client, operator, viewer):
-    svc = served[1].state.service
-    a = svc.raise_alert("warning", "stale", "device stopped reporting", device_id="X")
+    rt = served[1].state.runtime
+    a = rt.query(alert_repo.raise_alert, rt.clock(), "warning", "stale",
+                 "device stopped reporting", device_id="X")
     assert client.post(f"/api/v1/alerts/{a['id']}/ack", headers=viewer).status_code == 403
     r = client.post(f"/api/v1/alerts/{a['id']}/ack", headers=operator).json()
     assert r["acked_by"] == "olga"
@@ -274,26 +282,38 @@ def test_alerts(served, client, operator, viewer):
 
 
 def test_telemetry_history_json_csv(served, client, viewer):
-    svc = served[1].state.service
-    dev = svc.fleet.device_id[0]
-    row = svc.fleet.device_row[dev]
-    col = svc.telemetry.metric_column("p_kw")
-    t0 = time.time()
-    for v in (1.0, 3.0):
-        svc.telemetry.write(__import__("numpy").array([row]), __import__("numpy").array([col]),
-                            __import__("numpy").array([v]), __import__("numpy").array([t0]))
-        t0 += 0.01
-        svc.snapshot()
-        time.sleep(0.3)
+    rt = served[1].state.runtime
+    fleet = rt.fleet.fleet
+    dev = fleet.device_id[0]
+    row = fleet.device_row[dev]
+    col = rt.telemetry.metric_column("p_kw")
+    # An offline service records no telemetry: a recorder of the test's own writes the twin's
+    # arrays to the store, at two times of the last whole hour (raw, and its 1 h bucket closed).
+    hour = math.floor(time.time() / 3600) * 3600 - 3600
+    times = [hour + 600.0, hour + 1200.0]
+    writer = HistoryWriter(rt.settings.history_root(), "test", fleet.device_id.tolist(),
+                           rt.fleet.version).open()
+    now = iter(times)
+    recorder = Recorder(writer, rt.telemetry, 0.2, lambda: next(now))
+    for t, v in zip(times, (1.0, 3.0), strict=True):
+        rt.telemetry.write(np.array([row]), np.array([col]), np.array([v]), np.array([t]))
+        recorder.flush()
+    writer.close(finish=True)  # a writer that will not come back writes its open buckets
+    q = {"start": hour, "end": hour + 3600}
     r = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
-                   params={"metric": "p_kw", "start": t0 - 60, "end": time.time() + 1})
+                   params={"metric": "p_kw", **q})
     body = r.json()
     assert r.status_code == 200 and 1.0 in body["values"] and 3.0 in body["values"]
+    assert body["t_s"] == times and (body["tier"], body["resolution_s"]) == ("raw", 600.0)
     agg = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
-                     params={"start": t0 - 60, "end": time.time() + 1, "every": 3600}).json()
+                     params={**q, "every": 3600}).json()
     assert len(agg["values"]) == 1 and 1.0 <= agg["values"][0] <= 3.0
+    assert (agg["tier"], agg["resolution_s"], agg["stat"]) == ("1h", 3600.0, "mean")
+    top = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
+                     params={**q, "every": 3600, "stat": "max"}).json()
+    assert top["values"] == [3.0]
     csv = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
-                     params={"start": t0 - 60, "end": time.time() + 1, "format": "csv"})
+                     params={**q, "format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0] == "t_s,p_kw"
     bad = client.get(f"/api/v1/devices/{dev}/telemetry", headers=viewer,
@@ -324,23 +344,27 @@ def test_scenario_runs_in_the_background(client, operator, viewer):
 
 
 def test_kpis_come_from_the_figures_the_service_refreshes(served, client, viewer):
-    svc = served[1].state.service
-    fresh = svc.refresh_kpis()
-    assert svc.cached_kpis() is not None
-    assert svc.cached_kpis(max_age_s=-1.0) is None  # too old: GET /kpis computes anew
-    before = svc.clock()
-    svc._kpis_mono_s -= 60.0
+    rt = served[1].state.runtime
+    kpis = rt.kpis
+    fresh = kpis.refresh()
+    assert kpis.cached() is not None
+    assert kpis.cached(max_age_s=-1.0) is None  # too old: GET /kpis computes anew
+    before = rt.clock()
+    kpis._kpis_mono_s -= 60.0
     k = client.get("/api/v1/kpis", headers=viewer).json()
     assert k["t_s"] >= before > 0 and k["total_sites"] == fresh["total_sites"] == 4
-    assert svc.cached_kpis() is not None  # the request left fresh figures behind
-    svc._first_ingest_mono_s = svc._kpis_mono_s + 1.0  # telemetry came after the figures
-    assert svc.cached_kpis() is None
-    svc._first_ingest_mono_s = None
+    assert kpis.cached() is not None  # the request left fresh figures behind
+    first_values = kpis.first_values
+    try:
+        later = kpis._kpis_mono_s + 1.0
+        kpis.first_values = lambda: later  # telemetry came after the figures
+        assert kpis.cached() is None
+    finally:
+        kpis.first_values = first_values
 
 
 def test_device_list_follows_admin_changes(served, client, admin, viewer):
-    svc = served[1].state.service
-    site = svc.fleet.site_id[0]
+    site = served[1].state.runtime.fleet.fleet.site_id[0]
     before = client.get("/api/v1/devices", headers=viewer, params={"site_id": site}).json()
     dev = before["items"][0]["id"]
     r = client.patch(f"/api/v1/devices/{dev}", headers=admin, json={"status": "maintenance"})

@@ -94,7 +94,7 @@ def _stalled_client(base: str, headers: dict[str, str]) -> socket.socket:
 
 def test_slow_client_is_dropped_fast_client_gets_everything(served):
     base, app, admin = served
-    svc = app.state.service
+    rt = app.state.runtime
     n_messages = 150
     samples = [{"id": f"D{i:05d}", "site_id": "S", "p_kw": float(i), "soc": 0.5,
                 "t_s": 1.0} for i in range(1500)]  # about 100 kB per message
@@ -117,12 +117,12 @@ def test_slow_client_is_dropped_fast_client_gets_everything(served):
     slow = _stalled_client(base, admin)
     try:
         assert ready.wait(30)
-        wait_for(lambda: sum("telemetry" in c.channels for c in svc.hub.clients.values()) == 2)
+        wait_for(lambda: sum("telemetry" in c.channels for c in rt.hub.clients.values()) == 2)
         for i in range(n_messages):
-            svc.hub.call_soon(svc.hub.publish_telemetry, float(i), samples)
+            rt.hub.call_soon(rt.hub.publish_telemetry, float(i), samples)
             time.sleep(0.03)
         reader.join(120)
-        assert wait_for(lambda: svc.hub.dropped_clients >= 1, timeout_s=30)
+        assert wait_for(lambda: rt.hub.dropped_clients >= 1, timeout_s=30)
     finally:
         slow.close()
     assert got == [float(i) for i in range(n_messages)]  # nothing lost, in order
@@ -131,13 +131,13 @@ def test_slow_client_is_dropped_fast_client_gets_everything(served):
 
 def test_a_client_given_up_on_is_closed_with_1013(served):
     base, app, admin = served
-    svc = app.state.service
+    rt = app.state.runtime
     with ws_connect(_url(base, admin), open_timeout=30) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
-        assert wait_for(lambda: len(svc.hub.clients) == 1)
-        (client,) = svc.hub.clients.values()
-        svc.hub.call_soon(svc.hub._give_up, client)  # as when its queue overflows
+        assert wait_for(lambda: len(rt.hub.clients) == 1)
+        (client,) = rt.hub.clients.values()
+        rt.hub.call_soon(rt.hub._give_up, client)  # as when its queue overflows
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
     assert closed.value.rcvd.code == 1013
-    assert wait_for(lambda: client.id not in svc.hub.clients)
+    assert wait_for(lambda: client.id not in rt.hub.clients)

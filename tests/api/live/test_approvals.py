@@ -1,4 +1,4 @@
-"""The dispatcher on a real registry: a plan step goes to the link in chunks (a chunk the
+"""Approvals on a real registry: a plan step goes to the link in chunks (a chunk the
 link refuses is queued, not lost); a plan past its horizon is refused and stays expired."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from adapters.registry import commands as cmd_repo
 from adapters.registry import fleet as fleet_repo
 from adapters.registry import plans as plan_repo
 from adapters.registry.db import open_registry
-from api.live.approvals import SEND_CHUNK, Dispatcher
+from api.live.approvals import SEND_CHUNK, Approvals
 from twin.generator import generate_fleet
 from twin.limits import SETPOINT_KEY
 
@@ -20,25 +20,35 @@ T0 = 1_800_000_000.0
 
 
 class _LosingLink:
-    """The command link as the live service's (``send_new`` for a plan step, ``send`` for
-    queued commands); the broker goes away at the ``lose_at``-th ``send_new``."""
+    """A full :class:`api.live.types.CommandLink` (``send_new`` for a plan step,
+    ``send_many`` for queued registry commands); the broker goes away at the
+    ``lose_at``-th ``send_new``."""
 
     def __init__(self, lose_at: int):
         self.lose_at = lose_at
         self.chunks: list[list[str]] = []
-        self.sent_one_by_one: list[str] = []
+        self.sent_queued: list[str] = []  # registry commands, through send_many
+        self.reserved: list[str] = []
+
+    def reserve(self, device_ids: list[str]) -> None:
+        self.reserved.extend(device_ids)
 
     def send_new(self, items: list[dict[str, Any]], now_s: float) -> None:
         if len(self.chunks) + 1 == self.lose_at:
-            self.lose_at = 0  # back at once: the queued rest goes out through send()
+            self.lose_at = 0  # back at once: the queued rest goes out through send_many()
             raise ConnectionError("broker connection lost")
         self.chunks.append([it["device_id"] for it in items])
 
-    def send(self, command: dict[str, Any], now_s: float) -> None:
-        self.sent_one_by_one.append(command["device_id"])
+    def send_many(self, commands: list[dict[str, Any]], now_s: float
+                  ) -> list[tuple[dict[str, Any], str]]:
+        self.sent_queued.extend(c["device_id"] for c in commands)
+        return []  # none refused
 
     def connected(self) -> bool:
         return True
+
+    def set_fleet(self, fleet) -> None:
+        pass
 
 
 @pytest.fixture
@@ -69,24 +79,25 @@ def test_a_plan_step_goes_in_chunks_and_a_refused_chunk_is_queued(registry_and_f
     devices = [d for series in plan["setpoints"].values() for d in series]
     assert len(devices) > 2 * SEND_CHUNK  # several chunks
     link = _LosingLink(lose_at)
-    disp = Dispatcher(registry, fleet, link, notify=lambda channel, msg: None)
+    disp = Approvals(registry, fleet, link, notify=lambda channel, msg: None)
     disp.add_plan(plan, T0)
     disp.approve(plan["id"], "olga", T0 + 1)
     assert all(len(c) <= SEND_CHUNK for c in link.chunks)
     chunked = [d for c in link.chunks for d in c]
     # every device's setpoint went out exactly once: in a chunk, or queued and sent after
-    assert sorted(chunked + link.sent_one_by_one) == sorted(devices)
+    assert sorted(chunked + link.sent_queued) == sorted(devices)
     assert len(link.chunks) == (1 if lose_at else -(-len(devices) // SEND_CHUNK))
     with registry.session() as s:
         rows = cmd_repo.list_commands(s, limit=10_000)
-    assert sorted(r["device_id"] for r in rows) == sorted(link.sent_one_by_one)
+    assert sorted(r["device_id"] for r in rows) == sorted(link.sent_queued)
+    assert sorted(link.reserved) == sorted(link.sent_queued)  # versions reserved first
 
 
 def test_approving_a_plan_past_its_horizon_is_refused_and_it_stays_expired(registry_and_fleet):
     registry, fleet = registry_and_fleet
     plan = _plan(fleet)  # 4 steps of 900 s from T0
     events: list[dict[str, Any]] = []
-    disp = Dispatcher(registry, fleet, _LosingLink(0),
+    disp = Approvals(registry, fleet, _LosingLink(0),
                       notify=lambda channel, msg: events.append(msg))
     disp.add_plan(plan, T0)
     with pytest.raises(plan_repo.PlanStateError, match="expired"):
@@ -118,7 +129,7 @@ def test_every_plan_step_goes_out_inside_the_sending_block(registry_and_fleet):
         finally:
             inside[0] = False
 
-    disp = Dispatcher(registry, fleet, _Link(0), notify=lambda channel, msg: None)
+    disp = Approvals(registry, fleet, _Link(0), notify=lambda channel, msg: None)
     disp.sending = sending
     disp.add_plan(plan, T0)
     disp.approve(plan["id"], "olga", T0 + 1)  # step 0, at the approval

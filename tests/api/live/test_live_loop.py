@@ -58,7 +58,7 @@ def test_ingest_reaches_health_and_websocket(live, client, users):
     base, app, _ = live
     health = wait_for(lambda: (h := client.get("/healthz").json())["last_ingest_s"] and h)
     assert health["broker_connected"] and health["status"] == "ok"
-    site = app.state.service.fleet.site_id[1]
+    site = app.state.runtime.fleet.fleet.site_id[1]
     with ws_session(base, users["viewer"]) as ws:
         ws.send(json.dumps({"type": "subscribe", "channels": ["telemetry"], "sites": [site],
                             "id": "s1"}))
@@ -73,7 +73,7 @@ def test_ingest_reaches_health_and_websocket(live, client, users):
 
 def test_plan_approval_over_websocket_applies_setpoints(live, client, users):
     base, app, emu = live
-    svc = app.state.service
+    rt = app.state.runtime
     wait_for(lambda: client.get("/healthz").json()["last_ingest_s"])
     plan = client.post("/api/v1/plans", headers=users["operator"]).json()
     assert plan["status"] == "proposed"
@@ -104,7 +104,7 @@ def test_plan_approval_over_websocket_applies_setpoints(live, client, users):
     cmds = wait_for(settled, timeout_s=60)
     assert sum(c["status"] == "applied" for c in cmds) >= 0.9 * len(cmds)
     one = next(c for c in cmds if c["status"] == "applied")
-    row = svc.fleet.device_row[one["device_id"]]
+    row = rt.fleet.fleet.device_row[one["device_id"]]
     assert emu.applied_version[row] == one["version"]
     assert emu.setpoint[row] == pytest.approx(one["value"])
     assert client.get(f"/api/v1/plans/{plan['id']}", headers=users["viewer"],
@@ -113,7 +113,7 @@ def test_plan_approval_over_websocket_applies_setpoints(live, client, users):
 
 def test_manual_setpoint_reaches_the_device(live, client, users):
     _, app, emu = live
-    fleet = app.state.service.fleet
+    fleet = app.state.runtime.fleet.fleet
     bat = fleet.device_id[fleet.rows_of_type("battery")[0]]
     value = round(float(fleet.discharge_kw[fleet.device_row[bat]]) / 3, 2)
     r = client.post(f"/api/v1/devices/{bat}/setpoint", headers=users["operator"],
@@ -133,7 +133,7 @@ def test_manual_setpoint_reaches_the_device(live, client, users):
 
 def test_gateway_loss_raises_an_alert(live, client, users):
     _, app, emu = live
-    site = app.state.service.fleet.site_id[2]
+    site = app.state.runtime.fleet.fleet.site_id[2]
     emu.drop_gateway(site)
     try:
         alerts = wait_for(lambda: [a for a in client.get(

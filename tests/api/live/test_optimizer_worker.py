@@ -1,4 +1,4 @@
-"""The optimizer in a worker process (:class:`api.live.planning.ProcessPlanner`): the same plans
+"""The optimizer in a worker process (:class:`api.live.optimizer_worker.ProcessPlanner`): the same plans
 as in-process, the fleet sent only when it changes, errors brought back as their own type,
 a dead or hung worker replaced, and no process left behind."""
 
@@ -17,8 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
-from api.app import default_planner
-from api.live.planning import OptimizerPlanner, ProcessPlanner, fleet_fingerprint
+from api.live.optimizer_worker import ProcessPlanner, _RecordBuffer, _relog, fleet_fingerprint
+from api.live.planning import OptimizerPlanner
+from api.live.runtime import default_planner
 from api.settings import Settings
 from tests.api.server import login, running_app
 from twin.fleet import PV, Fleet
@@ -96,7 +97,7 @@ def fleet() -> Fleet:
 
 @pytest.fixture(scope="module")
 def planner():
-    p = ProcessPlanner(time_limit_s=30.0)
+    p = ProcessPlanner(OptimizerPlanner, {"time_limit_s": 30.0})
     yield p
     p.close()
 
@@ -161,7 +162,7 @@ def test_the_worker_runs_at_a_lower_priority(planner):
     assert os.getpriority(os.PRIO_PROCESS, planner.worker_pid) == min(
         19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
     with pytest.raises(ValueError, match=r"nice must be 0\.\.19"):
-        ProcessPlanner(nice=25)
+        ProcessPlanner(OptimizerPlanner, nice=25)
 
 
 def test_the_worker_ignores_sigint(fleet, planner):
@@ -174,7 +175,7 @@ def test_the_worker_ignores_sigint(fleet, planner):
 
 
 def test_a_worker_killed_between_plans_is_replaced(fleet):
-    planner = ProcessPlanner(time_limit_s=30.0)
+    planner = ProcessPlanner(OptimizerPlanner, {"time_limit_s": 30.0})
     try:
         planner.plan(fleet, _state(fleet), T0, STEP_S, N_STEPS)
         pid = planner.worker_pid
@@ -191,7 +192,7 @@ def test_a_worker_killed_between_plans_is_replaced(fleet):
 
 
 def test_a_worker_dying_or_hanging_in_a_call_fails_that_call_only(fleet):
-    planner = ProcessPlanner(time_limit_s=30.0)
+    planner = ProcessPlanner(OptimizerPlanner, {"time_limit_s": 30.0})
     try:
         planner.plan(fleet, _state(fleet), T0, STEP_S, N_STEPS)
         pid = planner.worker_pid
@@ -216,7 +217,7 @@ def test_a_worker_dying_or_hanging_in_a_call_fails_that_call_only(fleet):
 
 
 def test_close_stops_the_worker_even_during_a_plan(fleet):
-    planner = ProcessPlanner(time_limit_s=30.0)
+    planner = ProcessPlanner(OptimizerPlanner, {"time_limit_s": 30.0})
     planner.start()
     pid = planner.worker_pid
     errors: list[BaseException] = []
@@ -260,7 +261,7 @@ def test_the_app_plans_in_the_worker_and_stops_it(tmp_path):
                         admin_password=admin[1], optimizer_enabled=False,
                         plan_horizon_s=4 * 3600.0)
     with running_app(settings, clock=lambda: T0) as (url, app):
-        planner = app.state.service.planner
+        planner = app.state.runtime.planner
         assert isinstance(planner, ProcessPlanner)
         with httpx.Client(base_url=url, timeout=120) as c:
             auth = login(c, *admin)
@@ -284,8 +285,6 @@ def test_the_app_plans_in_the_worker_and_stops_it(tmp_path):
 
 
 def test_worker_log_records_are_relogged_here(caplog):
-    from api.live.planning import _RecordBuffer, _relog
-
     buf = _RecordBuffer(limit=2)
     log = logging.getLogger("optimizer.dispatch")
     log.addHandler(buf)

@@ -1,14 +1,15 @@
-"""The live planner's forecast from the zarr telemetry history: PV at 60 % of clear sky,
+"""The live planner's forecast from the telemetry store: PV at 60 % of clear sky,
 a flat load, daily EV sessions; the history window read incrementally."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
-from api.history import TelemetryHistory
 
+from adapters.history import History, HistoryRead, HistoryWriter
 from api.live.planning import HistoryWindow, OptimizerPlanner
 from optimizer.ev_forecast import charging_sessions, ev_sessions_forecast
 from optimizer.forecast import clear_sky_pv_forecast
@@ -19,17 +20,25 @@ from twin.fleet import Fleet
 STEP_S = 900.0
 T0 = datetime(2026, 6, 4, 6, tzinfo=UTC).timestamp()  # a Thursday, 06:00 UTC
 DAYS = 3
+METRICS = ["p_kw", "soc"]
 
 
 def _fleet() -> Fleet:
     return Fleet.from_records(*small_records())  # rows: A-pv, A-bat, A-ev, A-load, B-bat
 
 
-def _history(tmp_path, fleet: Fleet) -> TelemetryHistory:
+def _append(writer: HistoryWriter, t_s: float, p_kw: np.ndarray, soc: np.ndarray) -> None:
+    """One snapshot: each value stamped with the snapshot time (NaN: no value)."""
+    values = np.column_stack([p_kw, soc])
+    writer.append(t_s, METRICS, values, np.where(np.isfinite(values), t_s, np.nan))
+
+
+def _history(root: Path, fleet: Fleet) -> History:
     """Three days of snapshots, one per 15-minute bucket (at its middle): the PV gives
     60 % of its clear-sky output, the load draws 40 kW, the EV charger draws 11 kW from
-    08:00 to 10:00 UTC every day, the batteries idle."""
-    hist = TelemetryHistory(tmp_path / "history.zarr", fleet.device_id.tolist())
+    08:00 to 10:00 UTC every day, the batteries idle. The writer stops at the end
+    (its open buckets written)."""
+    writer = HistoryWriter(root, "test", fleet.device_id.tolist()).open()
     t = T0 - DAYS * 86400.0 + STEP_S * np.arange(DAYS * 96) + STEP_S / 2
     _, clear = clear_sky_pv_forecast(fleet, t)
     hour = (t % 86400.0) / 3600.0
@@ -38,8 +47,21 @@ def _history(tmp_path, fleet: Fleet) -> TelemetryHistory:
         p[0] = 0.6 * clear[i, 0]
         p[2] = -11.0 if 8.0 <= hour[i] < 10.0 else 0.0
         p[3] = -40.0
-        hist.append(ti, {"p_kw": p, "soc": np.full(fleet.n_devices, 0.5)})
-    return hist
+        _append(writer, ti, p, np.full(fleet.n_devices, 0.5))
+    writer.close(finish=True)
+    return History(root)
+
+
+class _ReadsSeen(History):
+    """The real store, noting where each ``read_since`` starts [Unix s]."""
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.since: list[float] = []
+
+    def read_since(self, since_s: float, *args, **kwargs) -> HistoryRead:
+        self.since.append(since_s)
+        return super().read_since(since_s, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -48,40 +70,56 @@ def fleet() -> Fleet:
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory, fleet: Fleet) -> TelemetryHistory:
+def history(tmp_path_factory: pytest.TempPathFactory, fleet: Fleet) -> History:
     return _history(tmp_path_factory.mktemp("planning"), fleet)
 
 
-def _state(fleet: Fleet, history: TelemetryHistory) -> dict[str, np.ndarray]:
+def _state(fleet: Fleet, history: History) -> dict[str, np.ndarray]:
     win = HistoryWindow()
     win.update(history, T0)
     return {"p_kw": np.zeros(fleet.n_devices), "soc": np.full(fleet.n_devices, 0.5),
-            **win.series()}
+            **win.series(fleet)}
 
 
 def test_history_window_means_and_incremental_reads(tmp_path, fleet, history):
     win = HistoryWindow(window_s=86400.0)
     win.update(history, T0)
-    s = win.series()
+    s = win.series(fleet)
     assert len(s["history_t_s"]) == 96                  # the last day, one bucket each
     assert s["history_t_s"][0] - T0 == pytest.approx(-86400.0 + 450.0, abs=1e-6)
     assert s["history_p_kw"][:, 3] == pytest.approx(-40.0)
-    # two snapshots in one new bucket: their mean; only new snapshots are read
-    other = TelemetryHistory(tmp_path / "h2.zarr", fleet.device_id.tolist())
+    # two snapshots in one bucket: their mean; the store has a 5-minute bucket once a
+    # later snapshot closes it; a read starts at the last bucket held (still filling)
+    w = HistoryWriter(tmp_path / "h2", "test", fleet.device_id.tolist()).open()
+    other = _ReadsSeen(tmp_path / "h2")
     w2 = HistoryWindow(window_s=3600.0)
-    for t, v in ((T0 + 10.0, -10.0), (T0 + 20.0, -30.0)):
-        other.append(t, {"p_kw": np.full(fleet.n_devices, v),
-                         "soc": np.full(fleet.n_devices, np.nan)})
-        w2.update(other, t)
     nan_row = np.full(fleet.n_devices, np.nan)
-    other.append(T0 + 30.0, {"p_kw": nan_row, "soc": nan_row})   # a snapshot without values
-    other.append(T0 + 900.0, {"p_kw": np.full(fleet.n_devices, 5.0), "soc": nan_row})
-    w2.update(other, T0 + 900.0)
-    s2 = w2.series()
+    for t, v in ((T0 + 10.0, -10.0), (T0 + 20.0, -30.0)):
+        _append(w, t, np.full(fleet.n_devices, v), nan_row)
+        w2.update(other, t)
+    assert w2.series(fleet) == {}                         # its 5-minute bucket is open
+    _append(w, T0 + 30.0, nan_row, nan_row)              # a snapshot without values
+    _append(w, T0 + 900.0, np.full(fleet.n_devices, 5.0), nan_row)
+    _append(w, T0 + 1200.0, np.full(fleet.n_devices, 9.0), nan_row)
+    w2.update(other, T0 + 1200.0)
+    s2 = w2.series(fleet)
     assert s2["history_t_s"] - T0 == pytest.approx([450.0, 1350.0], abs=1e-6)
     assert s2["history_p_kw"][:, 0] == pytest.approx([-20.0, 5.0])   # NaN left out
+    _append(w, T0 + 1500.0, np.full(fleet.n_devices, 11.0), nan_row)
+    w2.update(other, T0 + 1500.0)
+    assert other.since[-1] == T0 + 900.0                 # from the last bucket held only
+    s3 = w2.series(fleet)
+    assert s3["history_t_s"] - T0 == pytest.approx([450.0, 1350.0], abs=1e-6)
+    assert s3["history_p_kw"][:, 0] == pytest.approx([-20.0, 7.0])   # 5 and 9 now
+    # a fleet with a new device: its column is NaN, the others keep their history
+    grown = Fleet.from_records(*small_records())
+    grown.device_id[4] = "new-device"
+    s4 = w2.series(grown)
+    assert s4["history_p_kw"][:, 0] == pytest.approx([-20.0, 7.0])
+    assert np.isnan(s4["history_p_kw"][:, 4]).all()
     w2.update(other, T0 + 3 * 3600.0)                     # everything ages out
-    assert w2.series() == {}
+    assert w2.series(fleet) == {}
+    w.close()
     with pytest.raises(ValueError, match="window_s"):
         HistoryWindow(window_s=0.0)
 

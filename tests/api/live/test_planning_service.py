@@ -1,5 +1,5 @@
-"""The live service hands its zarr telemetry history to the planner: a plan requested
-through the API is made with PV at the clear-sky index the history shows (0.6)."""
+"""The live service hands the telemetry store to the planner: a plan requested through
+the API is made with PV at the clear-sky index the stored history shows (0.6)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
+from adapters.history import HistoryWriter
 from api.live.planning import OptimizerPlanner
 from api.settings import Settings
 from optimizer.forecast import clear_sky_pv_forecast
@@ -28,15 +29,23 @@ def test_a_requested_plan_uses_the_history(tmp_path):
                         plan_horizon_s=4 * 3600.0)
     planner = OptimizerPlanner(time_limit_s=60.0)
     with running_app(settings, planner=planner, clock=lambda: T0) as (url, app):
-        svc = app.state.service
-        fleet = svc.fleet
+        rt = app.state.runtime
+        fleet = rt.fleet.fleet
         pv = fleet.device_type == PV
         start = np.floor(T0 / 900.0) * 900.0                       # the plan's first step
         t = start - 2 * 86400.0 + 900.0 * np.arange(2 * 96) + 450.0  # bucket middles
         _, clear = clear_sky_pv_forecast(fleet, t)
+        # An offline service writes no telemetry: the test writes the store as an ingest
+        # worker does (and stops, its last buckets written).
+        writer = HistoryWriter(rt.settings.history_root(), "test", fleet.device_id.tolist(),
+                               rt.fleet.version).open()
         for i, ti in enumerate(t.tolist()):
             p = np.where(pv, 0.6 * clear[i], 0.0)
-            svc.history.append(ti, {"p_kw": p, "soc": np.full(fleet.n_devices, np.nan)})
+            values = np.column_stack([p, np.full(fleet.n_devices, np.nan)])
+            ts = np.column_stack([np.full(fleet.n_devices, ti),
+                                  np.full(fleet.n_devices, np.nan)])
+            writer.append(ti, ["p_kw", "soc"], values, ts)
+        writer.close(finish=True)
         with httpx.Client(base_url=url, timeout=120) as c:
             r = c.post("/api/v1/plans", headers=login(c, *ADMIN))
         assert r.status_code in (200, 201), r.text
@@ -45,5 +54,8 @@ def test_a_requested_plan_uses_the_history(tmp_path):
         day = base.pv_kw > 1.0
         assert day.sum() >= 16
         assert used.pv_kw[day] == pytest.approx(0.6 * base.pv_kw[day], rel=1e-3)
-        # the service's window read every snapshot once
-        assert len(svc.history_window.series()["history_t_s"]) == 2 * 96
+        # the service's window holds every 15-minute bucket of the two days once
+        series = rt.planning.window.series(fleet)
+        assert series["history_t_s"] - start == pytest.approx(t - start)
+        assert series["history_p_kw"][:, pv] == pytest.approx(0.6 * clear[:, pv], rel=1e-5,
+                                                              abs=1e-4)

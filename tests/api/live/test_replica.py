@@ -1,6 +1,7 @@
-"""A leader and a read replica on one broker and one database (api/live/replica.py): the
-replica's own telemetry, writes forwarded to the leader, relayed WebSocket events and
-KPIs, and a leader that is away."""
+"""A leader and a read replica on one broker, one database and one telemetry store
+(api/live/replica.py, api/http/middleware.py): the replica's own telemetry, the leader's
+history read from the shared store, writes forwarded to the leader, relayed WebSocket
+events and KPIs, and a leader that is away."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import httpx
 import pytest
 
 from adapters.broker import free_port
+from api.http.middleware import needs_leader
 from api.live.planning import OptimizerPlanner
-from api.live.replica import needs_leader
 from api.settings import Settings, load_settings
 from tests.api.server import (
     add_staff,
@@ -50,7 +51,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str
             running_app(leader, planner=OptimizerPlanner(time_limit_s=30)) as (lurl, lapp):
         replica = Settings(data_dir=tmp_path_factory.mktemp("replica"), mode="replica",
                            database_url=f"sqlite:///{(lead_dir / 'ecogrid.db').resolve()}",
-                           leader_url=lurl, **common)
+                           history_url=str(leader.history_root()), leader_url=lurl,
+                           **common)
         with running_app(replica) as (rurl, rapp):
             yield {"leader": lurl, "leader_app": lapp, "replica": rurl, "replica_app": rapp,
                    "emu": emu, "settings": replica}
@@ -73,12 +75,12 @@ def test_which_requests_go_to_the_leader():
     assert needs_leader("POST", "/api/v1/plans")
     assert needs_leader("PATCH", "/api/v1/devices/d1")
     assert needs_leader("DELETE", "/api/v1/users/x")
-    assert needs_leader("GET", "/api/v1/devices/d1/telemetry")
-    assert needs_leader("GET", "/api/v1/history/fleet")
-    assert needs_leader("GET", "/api/v1/reports/2024-05")
-    assert needs_leader("GET", "/api/v1/scenarios/r1/series")
+    assert needs_leader("GET", "/api/v1/scenarios/r1/series")  # files of the leader
+    # the telemetry store is shared: history, analytics and reports are read here
     for path in ("/api/v1/devices", "/api/v1/devices/d1", "/api/v1/plans", "/api/v1/kpis",
-                 "/api/v1/commands", "/api/v1/alerts", "/healthz", "/metrics", "/"):
+                 "/api/v1/commands", "/api/v1/alerts", "/healthz", "/metrics", "/",
+                 "/api/v1/devices/d1/telemetry", "/api/v1/history/fleet",
+                 "/api/v1/reports/2024-05", "/api/v1/scenarios/r1"):
         assert not needs_leader("GET", path), path
 
 
@@ -90,11 +92,15 @@ def test_replica_mode_needs_the_leader_url():
 
 
 def test_replica_serves_devices_with_its_own_live_values(pair, rc, users):
-    svc = pair["replica_app"].state.service
-    assert svc.publisher is None and svc.planner is None and svc.ingest is not None
-    assert svc.ingest.client_id.startswith("ecogrid-replica-") and not svc.ingest.persistent
+    rt = pair["replica_app"].state.runtime
+    assert rt.role == "replica"
+    assert rt.commands is None and rt.planner is None and rt.planning is None
+    assert rt.approvals is None and rt.recorder is None and rt.alerts is None
+    assert rt.ingest is not None
+    assert rt.ingest.ingest.client_id.startswith("ecogrid-replica-")
+    assert not rt.ingest.ingest.persistent
     page = rc.get("/api/v1/devices", headers=users["viewer"]).json()
-    assert page["total"] == svc.fleet.n_devices
+    assert page["total"] == rt.fleet.fleet.n_devices
     dev = page["items"][0]["id"]
     live = wait_for(lambda: rc.get(f"/api/v1/devices/{dev}", headers=users["viewer"]
                                    ).json()["live"].get("last_seen_s"))
@@ -103,31 +109,39 @@ def test_replica_serves_devices_with_its_own_live_values(pair, rc, users):
     assert health["role"] == "replica" and health["broker_connected"]
     assert health["database"] == "ok" and health["events_connected"]
     assert health["leader"]["url"] == pair["leader"] and health["leader"]["reachable"]
-    site = svc.fleet.site_id[0]
+    site = rt.fleet.fleet.site_id[0]
     with ws_session(pair["replica"], users["viewer"]) as ws:
         ws.send(json.dumps({"type": "subscribe", "channels": ["telemetry"], "sites": [site]}))
         tel = ws_until(ws, lambda m: m["type"] == "telemetry")
         assert {s["site_id"] for s in tel["samples"]} == {site}
-    # The telemetry history is the leader's: forwarded.
-    r = rc.get(f"/api/v1/devices/{dev}/telemetry", headers=users["viewer"],
-               params={"metric": "p_kw", "start": time.time() - 60})
-    assert r.status_code == 200, r.text
+    # The telemetry history is what the leader wrote to the shared store, read here.
+    assert rt.history.root == pair["leader_app"].state.runtime.recorder.writer.root
+
+    def stored() -> dict[str, Any] | None:
+        r = rc.get(f"/api/v1/devices/{dev}/telemetry", headers=users["viewer"],
+                   params={"metric": "p_kw", "start": time.time() - 60})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return body if any(v is not None for v in body["values"]) else None
+
+    body = wait_for(stored)
+    assert body["tier"] == "raw" and body["device_id"] == dev
 
 
 def test_kpis_on_the_replica_come_from_the_leader(pair, rc, users):
     k = wait_for(lambda: (r := rc.get("/api/v1/kpis", headers=users["viewer"])
                           ).status_code == 200 and r.json(), timeout_s=30)
-    assert k["total_devices"] == pair["leader_app"].state.service.fleet.n_devices
+    assert k["total_devices"] == pair["leader_app"].state.runtime.fleet.fleet.n_devices
     assert k["devices_online"] > 0
 
 
 def test_writes_through_the_replica_reach_the_leader(pair, rc, users):
     wait_for(lambda: rc.get("/healthz").json()["last_ingest_s"])
-    lead = pair["leader_app"].state.service
+    lead = pair["leader_app"].state.runtime
     plan = rc.post("/api/v1/plans", headers=users["operator"])
     assert plan.status_code == 201, plan.text
     plan = plan.json()
-    assert lead.dispatcher is not None and plan["status"] == "proposed"
+    assert lead.approvals is not None and plan["status"] == "proposed"
     r = rc.post(f"/api/v1/plans/{plan['id']}/approve", headers=users["viewer"])
     assert r.status_code == 403 and "operator" in r.json()["error"]
     r = rc.post(f"/api/v1/plans/{plan['id']}/approve", headers=users["operator"])
@@ -144,7 +158,8 @@ def test_writes_through_the_replica_reach_the_leader(pair, rc, users):
     cmds = wait_for(settled, timeout_s=60)
     emu = pair["emu"]
     one = next(c for c in cmds if c["status"] == "applied")
-    assert emu.applied_version[lead.fleet.device_row[one["device_id"]]] == one["version"]
+    assert emu.applied_version[lead.fleet.fleet.device_row[one["device_id"]]] == \
+        one["version"]
 
 
 def test_websocket_on_the_replica_gets_relayed_events_and_approves(pair, rc, users):
@@ -189,7 +204,9 @@ def test_a_leader_that_is_away_gives_503_naming_it(pair, users):
         assert r.status_code == 503 and bogus in r.json()["error"]
         health = c.get("/healthz").json()
         assert health["role"] == "replica" and health["leader"]["reachable"] is False
-        app.state.service._relayed_kpis = None  # none relayed yet
+        rt = app.state.runtime
+        rt.events_feed.stop()  # the real leader relays KPIs on this broker: hear no more
+        rt.kpis._kpis = None  # none relayed yet
         r = c.get("/api/v1/kpis", headers=users["viewer"])
         assert r.status_code == 503 and "relayed" in r.json()["error"]
         # Reads from the database still work.

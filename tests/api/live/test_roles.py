@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from adapters.registry import open_registry
@@ -59,5 +60,15 @@ def test_a_replica_builds_no_publisher_approvals_planner_or_writer(tmp_path):
         assert getattr(rt, name) is None, name
     assert rt.ingest is not None and rt.events_feed is not None and rt.leader is not None
     assert rt.leader_requests is not None and rt.history is not None
-    with pytest.raises(ServiceUnavailable, match="replica.*runs no approvals"):
+    with pytest.raises(ServiceUnavailable, match=r"replica.*runs no approvals"):
         rt.part("approvals")
+
+
+def test_the_planner_the_ledger_and_the_analytics_count_with_one_market(tmp_path):
+    rt = _built(tmp_path, export_price_eur_per_mwh=77.0)
+    assert rt.kpis.ledger.tariff is rt.market.tariff
+    assert rt.planning.market == rt.market.at
+    t = np.array([1_800_000_000.0, 1_800_043_200.0])
+    imp, exp, co2 = rt.market.at(t)
+    assert exp.tolist() == [77.0, 77.0]  # the constant set
+    assert imp[0] != imp[1] and co2[0] != co2[1]  # the day-ahead-like curves otherwise

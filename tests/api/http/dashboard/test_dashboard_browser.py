@@ -365,8 +365,8 @@ def test_dark_mode_toggles_and_phone_layout(stack, page_for):
 def test_websocket_reconnects_with_back_off(stack, page_for):
     page = page_for(OPERATOR)
     # Close the live socket from the server side: the page shows it and reconnects.
-    svc = stack["app"].state.service
-    for client in list(svc.hub.clients.values()):
+    rt = stack["app"].state.runtime
+    for client in list(rt.hub.clients.values()):
         client.closing = True
     page.wait_for_selector("#conn:not([data-state=live])", timeout=10_000)
     page.wait_for_selector("#conn[data-state=live]", timeout=20_000)
