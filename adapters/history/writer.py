@@ -246,12 +246,7 @@ class HistoryWriter:
         keys = [metric_key(m) for m in metrics]
         if len(set(keys)) != len(keys):
             raise HistoryError(f"metric names must be unique, got {metrics}")
-        values = np.asarray(values, dtype=np.float64)
-        ts_s = np.asarray(ts_s, dtype=np.float64)
-        shape = (len(self.device_ids), len(metrics))
-        if values.shape != shape or ts_s.shape != shape:
-            raise HistoryError(f"values and ts_s must be (devices, metrics) = {shape}, got "
-                               f"{values.shape} and {ts_s.shape}")
+        values, ts_s = self._arrays(metrics, values, ts_s)
         if not np.isfinite(t_s):
             raise HistoryError(f"snapshot time must be finite, got {t_s}")
         with self._lock:
@@ -285,16 +280,22 @@ class HistoryWriter:
                        ts_s: np.ndarray, info: dict[str, Any] | None = None) -> None:
         """Replace the latest file only (no snapshot): for readers polling the newest values
         more often than snapshots are taken. Same arguments as :meth:`append`."""
+        values, ts_s = self._arrays(list(metrics), values, ts_s)
+        with self._lock:
+            if self._cur is None:
+                raise HistoryError("the history writer is not open: call open() first")
+            self._write_latest(t_s, list(metrics), values, ts_s, info or {})
+
+    def _arrays(self, metrics: list[str], values: np.ndarray, ts_s: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Values and time stamps as float arrays of shape (devices, metrics), or an error."""
         values = np.asarray(values, dtype=np.float64)
         ts_s = np.asarray(ts_s, dtype=np.float64)
         shape = (len(self.device_ids), len(metrics))
         if values.shape != shape or ts_s.shape != shape:
             raise HistoryError(f"values and ts_s must be (devices, metrics) = {shape}, got "
                                f"{values.shape} and {ts_s.shape}")
-        with self._lock:
-            if self._cur is None:
-                raise HistoryError("the history writer is not open: call open() first")
-            self._write_latest(t_s, list(metrics), values, ts_s, info or {})
+        return values, ts_s
 
     def _append_raw(self, cur: SegmentStore, t_s: float, metrics: list[str], values: np.ndarray,
                     ts_s: np.ndarray) -> None:

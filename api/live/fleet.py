@@ -88,19 +88,21 @@ class LiveFleet:
         Where sites and devices live.
     fleet : Fleet
         The fleet loaded at start.
+    version : int
+        Its fleet version (:func:`adapters.registry.fleet.fleet_version`).
     clock : callable
         ``() -> Unix s``.
     notify : callable
         ``notify(channel, message)`` for the WebSocket hub.
     """
 
-    def __init__(self, registry: Registry, fleet: Fleet, *, clock: Clock, notify: Notify):
+    def __init__(self, registry: Registry, fleet: Fleet, version: int, *, clock: Clock,
+                 notify: Notify):
         self.registry = registry
         self.clock = clock
         self.notify = notify
         self._fleet = fleet
-        with registry.session() as s:
-            self.version = fleet_repo.fleet_version(s)
+        self.version = version
         self.devices = DeviceView(registry)
         self._listeners: list[FleetListener] = []
         self._reload_lock = threading.Lock()

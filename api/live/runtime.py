@@ -39,6 +39,7 @@ from adapters.history import History, HistoryWriter, check_layout
 from adapters.mqtt.events import EventsFeed, EventsRelay
 from adapters.registry import Registry, open_registry
 from adapters.registry import audit as audit_repo
+from adapters.registry import fleet as fleet_repo
 from adapters.registry import plans as plan_repo
 from api.accounts import Accounts
 from api.alerts.loop import AlertLoop
@@ -332,14 +333,17 @@ def build_runtime(settings: Settings, registry: Registry, *, planner: Planner | 
     a leader imports the configured one into an empty registry)."""
     role = ROLE_OF_MODE[settings.mode]
     check_layout(settings.data_dir)  # an old telemetry layout names its conversion command
-    fleet: Fleet = (registry_fleet(registry, settings.leader_url) if role == "replica"
-                    else load_or_import_fleet(registry, settings))
+    if role != "replica":
+        load_or_import_fleet(registry, settings)  # an empty registry gets the configured fleet
+    with registry.session() as s:  # the version first: an edit meanwhile is reloaded later
+        version = fleet_repo.fleet_version(s)
+    fleet: Fleet = registry_fleet(registry, settings.leader_url)
     metrics = Metrics()
     hub = Hub(settings.ws_queue_size, settings.ws_max_drops,
               on_drop_client=lambda c: metrics.ws_disconnected.inc())
     notify = hub.publish_threadsafe
     telemetry = Telemetry(fleet, expected_interval_s=settings.telemetry_interval_s)
-    live_fleet = LiveFleet(registry, fleet, clock=clock, notify=notify)
+    live_fleet = LiveFleet(registry, fleet, version, clock=clock, notify=notify)
     history = History(settings.history_root(), raw_days=settings.history_raw_days)
     accounts = Accounts(registry, settings.secret(), settings.access_token_ttl_s,
                         settings.refresh_token_ttl_s, settings.login_attempts_per_minute)

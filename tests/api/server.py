@@ -81,14 +81,20 @@ def wait_for(check: Any, timeout_s: float = 30.0, every_s: float = 0.1) -> Any:
         time.sleep(every_s)
 
 
+def add_user(client: httpx.Client, admin: dict[str, str], name: str, password: str,
+             role: str) -> dict[str, str]:
+    """Create a user as ``admin``; the headers of its login."""
+    r = client.post("/api/v1/users", headers=admin,
+                    json={"name": name, "password": password, "role": role})
+    assert r.status_code == 201, r.text
+    return login(client, name, password)
+
+
 def add_staff(client: httpx.Client, admin: dict[str, str]) -> dict[str, dict[str, str]]:
     """Create operator ``olga`` and viewer ``vic`` as ``admin``; the three logins' headers."""
-    for name, role in (("olga", "operator"), ("vic", "viewer")):
-        r = client.post("/api/v1/users", headers=admin,
-                        json={"name": name, "password": f"{name}-pass-1", "role": role})
-        assert r.status_code == 201, r.text
-    return {"admin": admin, "operator": login(client, "olga", "olga-pass-1"),
-            "viewer": login(client, "vic", "vic-pass-1")}
+    return {"admin": admin,
+            "operator": add_user(client, admin, "olga", "olga-pass-1", "operator"),
+            "viewer": add_user(client, admin, "vic", "vic-pass-1", "viewer")}
 
 
 @contextmanager

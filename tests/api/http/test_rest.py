@@ -16,7 +16,7 @@ from adapters.history import HistoryWriter
 from adapters.registry import alerts as alert_repo
 from api.live.ingest import Recorder
 from api.settings import Settings
-from tests.api.server import login, running_app, wait_for
+from tests.api.server import add_user, login, running_app, wait_for
 
 pytestmark = pytest.mark.timeout(300)  # a hang fails with every thread's stack
 
@@ -46,18 +46,12 @@ def admin(client: httpx.Client) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def operator(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
-    r = client.post("/api/v1/users", headers=admin,
-                    json={"name": "olga", "password": "olga-pass-1", "role": "operator"})
-    assert r.status_code == 201, r.text
-    return login(client, "olga", "olga-pass-1")
+    return add_user(client, admin, "olga", "olga-pass-1", "operator")
 
 
 @pytest.fixture(scope="module")
 def viewer(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
-    r = client.post("/api/v1/users", headers=admin,
-                    json={"name": "vic", "password": "vic-pass-12", "role": "viewer"})
-    assert r.status_code == 201, r.text
-    return login(client, "vic", "vic-pass-12")
+    return add_user(client, admin, "vic", "vic-pass-12", "viewer")
 
 
 def test_token_me_and_bad_tokens(client, admin):
