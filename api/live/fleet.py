@@ -103,7 +103,7 @@ class LiveFleet:
         self.notify = notify
         self._fleet = fleet
         self.version = version
-        self.devices = DeviceView(registry)
+        self.devices = DeviceView(registry, max_age_s=300.0)  # reloads with each fleet version
         self._listeners: list[FleetListener] = []
         self._reload_lock = threading.Lock()
 
