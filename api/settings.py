@@ -77,9 +77,9 @@ class Settings(BaseSettings):
         "embedded", description="embedded: the service subscribes to the device telemetry "
         "and writes the telemetry store itself; workers: `ecogrid ingest` workers do, and the "
         "service reads their newest values and history from the same store")
-    fleet_poll_s: float = Field(5.0, gt=0, description="how often a process checks the "
+    fleet_poll_s: float = Field(1.0, gt=0, description="how often a process checks the "
                                 "registry's fleet version and reloads the fleet when another "
-                                "process changed it [s]")
+                                "process changed it [s] (one primary-key read)")
     gc_sweep_s: float = Field(600.0, gt=0, description="how often the service's frozen heap "
                               "is collected in full [s] (one pause of ~0.3 s at the "
                               "reference fleet); see api/live/heap.py")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -25,8 +26,9 @@ COMMANDS: tuple[ModuleType, ...] = (demo, serve, users, adapters_cli, ingest, sc
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecogrid", description="EcoGrid twin: digital twin, "
                                      "dispatch and live operation of a renewable fleet")
-    parser.add_argument("--log-level", default="WARNING",
-                        help="logging level (DEBUG, INFO, WARNING, ERROR)")
+    parser.add_argument("--log-level", default=os.environ.get("ECOGRID_LOG_LEVEL", "WARNING"),
+                        help="logging level (DEBUG, INFO, WARNING, ERROR; default "
+                        "ECOGRID_LOG_LEVEL, else WARNING)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(subparsers)
