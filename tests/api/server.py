@@ -16,6 +16,8 @@ from adapters.broker import free_port
 from api.app import create_app
 from api.settings import Settings
 
+ADMIN = ("root", "root-pass-1")  # the admin account (user, password) the tests' apps start with
+
 
 @contextmanager
 def running_app(settings: Settings, **kwargs: Any) -> Iterator[tuple[str, Any]]:

@@ -29,13 +29,12 @@ from adapters.mqtt.client import connect, make_client
 from adapters.mqtt.topics import device_telemetry_topic
 from api.live.planning import HistoryWindow
 from api.settings import Settings
-from tests.api.server import login, running_app, running_emulator, wait_for
+from tests.api.server import ADMIN, login, running_app, running_emulator, wait_for
 from twin.generator import generate_fleet
 
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN = ("root", "root-pass-1")
 N_SITES = 3
 
 

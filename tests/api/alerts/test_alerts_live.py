@@ -16,6 +16,7 @@ from api.settings import Settings
 from tests.adapters.registry_fixtures import postgres_schema
 from tests.api.alerts.smtp_sink import smtp_sink
 from tests.api.server import (
+    ADMIN,
     add_staff,
     login,
     running_app,
@@ -27,7 +28,6 @@ from tests.api.server import (
 from twin.fleet import BATTERY
 from twin.generator import generate_fleet
 
-ADMIN = ("root", "root-pass-1")
 N_SITES = 2
 
 pytestmark = pytest.mark.postgres

@@ -18,14 +18,13 @@ from api.alerts.watch import FleetObservation, FleetWatch, gateway_offline
 from api.live.fleet import load_or_import_fleet
 from api.live.runtime import Runtime, build_runtime
 from api.settings import Settings
-from tests.api.server import login, running_app, running_emulator, wait_for
+from tests.api.server import ADMIN, login, running_app, running_emulator, wait_for
 from tests.twin.test_fleet import small_records
 from twin.fleet import Fleet
 from twin.generator import generate_fleet
 
 pytestmark = pytest.mark.timeout(300)
 
-ADMIN = ("root", "root-pass-1")
 N_SITES = 2
 
 

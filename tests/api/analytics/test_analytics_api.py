@@ -17,10 +17,9 @@ from websockets.sync.client import connect
 
 from adapters.history import HistoryWriter
 from api.settings import Settings
-from tests.api.server import login, running_app
+from tests.api.server import ADMIN, login, running_app
 from twin.fleet import LOAD, PV
 
-ADMIN = ("root", "root-pass-1")
 T0 = datetime(2030, 1, 10, tzinfo=UTC).timestamp()  # after anything the service writes
 
 

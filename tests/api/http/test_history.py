@@ -7,17 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 from adapters.history import HistoryWriter
 from api.settings import Settings
-from tests.api.server import add_user, login, running_app, wait_for
+from tests.api.server import ADMIN, running_app, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
-ADMIN = ("root", "root-pass-1")
 NOW_S = 1_750_000_000.0  # the service's clock: fixed, so its own snapshots stay out of the way
 T0_S = NOW_S + 1000.0    # the snapshots written by the test
 N_SNAPSHOTS = 12
@@ -31,27 +29,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
                         optimizer_enabled=False, history_flush_s=STEP_S)  # as written
     with running_app(settings, clock=lambda: NOW_S) as (url, app):
         yield url, app
-
-
-@pytest.fixture(scope="module")
-def client(served: tuple[str, Any]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served[0], timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def admin(client: httpx.Client) -> dict[str, str]:
-    return login(client, *ADMIN)
-
-
-@pytest.fixture(scope="module")
-def viewer(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
-    return add_user(client, admin, "vic", "vic-pass-12", "viewer")
-
-
-@pytest.fixture(scope="module")
-def operator(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
-    return add_user(client, admin, "olga", "olga-pass-1", "operator")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -16,11 +15,10 @@ from adapters.history import HistoryWriter
 from adapters.registry import alerts as alert_repo
 from api.live.ingest import Recorder
 from api.settings import Settings
-from tests.api.server import add_user, login, running_app, wait_for
+from tests.api.server import ADMIN, running_app, wait_for
 
 pytestmark = pytest.mark.timeout(300)  # a hang fails with every thread's stack
 
-ADMIN = ("root", "root-pass-1")
 
 
 @pytest.fixture(scope="module")
@@ -31,27 +29,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
                         optimizer_enabled=False, history_flush_s=0.2)
     with running_app(settings) as (url, app):
         yield url, app
-
-
-@pytest.fixture(scope="module")
-def client(served: tuple[str, Any]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served[0], timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def admin(client: httpx.Client) -> dict[str, str]:
-    return login(client, *ADMIN)
-
-
-@pytest.fixture(scope="module")
-def operator(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
-    return add_user(client, admin, "olga", "olga-pass-1", "operator")
-
-
-@pytest.fixture(scope="module")
-def viewer(client: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
-    return add_user(client, admin, "vic", "vic-pass-12", "viewer")
 
 
 def test_token_me_and_bad_tokens(client, admin):

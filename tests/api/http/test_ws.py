@@ -18,11 +18,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from api.settings import Settings
-from tests.api.server import login, running_app, wait_for
+from tests.api.server import ADMIN, login, running_app, wait_for
 
 pytestmark = pytest.mark.timeout(300)  # a hang fails with every thread's stack
 
-ADMIN = ("root", "root-pass-1")
 
 
 @pytest.fixture(scope="module")

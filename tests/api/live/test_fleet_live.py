@@ -31,11 +31,10 @@ from adapters.mqtt.topics import (
 )
 from adapters.registry import fleet as fleet_repo
 from api.settings import Settings
-from tests.api.server import login, running_app, wait_for
+from tests.api.server import ADMIN, login, running_app, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
-ADMIN = ("root", "root-pass-1")
 SITE = "S9001"
 DEVICE = f"{SITE}-BAT01"
 NEW_SITE = {"id": SITE, "name": "Added live", "lat_deg": 52.5, "lon_deg": 13.4,

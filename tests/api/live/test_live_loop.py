@@ -14,6 +14,7 @@ import pytest
 from api.live.planning import OptimizerPlanner
 from api.settings import Settings
 from tests.api.server import (
+    ADMIN,
     add_staff,
     login,
     running_app,
@@ -26,7 +27,6 @@ from twin.generator import generate_fleet
 
 pytestmark = pytest.mark.timeout(300)  # a hang fails with every thread's stack
 
-ADMIN = ("root", "root-pass-1")
 N_SITES = 3
 
 

@@ -14,12 +14,11 @@ from api.live.planning import OptimizerPlanner
 from api.settings import Settings
 from optimizer.forecast import clear_sky_pv_forecast
 from optimizer.synthetic import synthetic_inputs
-from tests.api.server import login, running_app
+from tests.api.server import ADMIN, login, running_app
 from twin.fleet import PV
 
 pytestmark = pytest.mark.timeout(300)
 
-ADMIN = ("root", "root-pass-1")
 T0 = datetime(2026, 6, 4, 9, 7, tzinfo=UTC).timestamp()  # the service's (fixed) clock
 
 

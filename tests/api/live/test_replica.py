@@ -18,6 +18,7 @@ from api.http.middleware import needs_leader
 from api.live.planning import OptimizerPlanner
 from api.settings import Settings, load_settings
 from tests.api.server import (
+    ADMIN,
     add_staff,
     login,
     running_app,
@@ -30,7 +31,6 @@ from twin.generator import generate_fleet
 
 pytestmark = pytest.mark.timeout(300)
 
-ADMIN = ("root", "root-pass-1")
 N_SITES = 2
 SECRET = "replica-test-secret-0123456789abcdef"
 

@@ -21,7 +21,7 @@ from adapters.broker import Broker
 from api.http.dashboard import missing_vendor_files
 from api.live.planning import OptimizerPlanner
 from api.settings import Settings
-from tests.api.server import login, running_app, running_emulator, wait_for
+from tests.api.server import ADMIN, login, running_app, running_emulator, wait_for
 from twin.generator import generate_fleet
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,7 +29,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parents[4] / "artifacts" / "screenshots"
-ADMIN = ("root", "root-pass-1")
 OPERATOR = ("olga", "olga-pass-1")
 VIEWER = ("vic", "vic-pass-1")
 N_SITES = 3
