@@ -1,135 +1,27 @@
 """The operator's dashboard in a real browser (Debian's Chromium driven by Playwright).
 
-One stack per module, as ``ecogrid demo`` runs it: a private Mosquitto, the device
-emulator and the service with the optimizer. The tests sign in through the page and
-use it as an operator or a viewer would; screenshots of the main views go to
+One stack for all browser modules (conftest.py), as ``ecogrid demo`` runs it: a private
+Mosquitto, the device emulator and the service with the optimizer. The tests sign in
+through the page and use it as an operator or a viewer would; screenshots go to
 ``artifacts/screenshots/``.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from adapters.broker import Broker
-from api.http.dashboard import missing_vendor_files
-from api.live.planning import OptimizerPlanner
-from api.settings import Settings
-from tests.api.server import ADMIN, login, running_app, running_emulator, wait_for
-from twin.generator import generate_fleet
+from tests.api.http.dashboard.browser import (N_SITES, OPERATOR, SCENARIO, VIEWER,
+                                              require_browser, shot)
+from tests.api.server import wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-SHOTS = Path(__file__).resolve().parents[4] / "artifacts" / "screenshots"
-OPERATOR = ("olga", "olga-pass-1")
-VIEWER = ("vic", "vic-pass-1")
-N_SITES = 3
 IN_FLIGHT = ("pending", "queued", "sent", "received")
 # The service pushes KPIs over the WebSocket every fifth refresh, and the refreshes are 1 s
 # apart plus their own time: over 5 s on a loaded machine. A wait for a new push allows 15 s.
 KPI_PUSH_WAIT_MS = 15_000
-SCENARIO = """name: {name}
-seed: 1
-fleet:
-  generator: {{n_sites: 2, seed: 0}}
-period:
-  start: 2025-06-03T00:00
-  end: 2025-06-04T00:00
-  step: 1h
-  timezone: Europe/Berlin
-strategy:
-  kind: {kind}
-"""
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: "
-                               "pip install -e '.[test]'")
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip("Chromium is not installed (apt-get install chromium, or ./bootstrap setup)",
-                allow_module_level=True)
-if missing_vendor_files():
-    pytest.skip("the dashboard's front-end libraries are not built "
-                f"({', '.join(missing_vendor_files())}): run ./bootstrap setup",
-                allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[dict[str, Any]]:
-    # A private folder, not pytest's basetemp: concurrent pytest runs on a shared machine
-    # prune old basetemp folders, which would pull the registry and broker from under us.
-    with tempfile.TemporaryDirectory(prefix="ecogrid-dashboard-") as tmp:
-        broker = Broker(Path(tmp) / "mosquitto").start()
-        try:
-            yield from _stack(Path(tmp) / "data", broker.url)
-        finally:
-            broker.stop()
-
-
-def _stack(data_dir: Path, mqtt_url: str) -> Iterator[dict[str, Any]]:
-    settings = Settings(data_dir=data_dir, mqtt_url=mqtt_url,
-                        fleet_sites=N_SITES, admin_user=ADMIN[0], admin_password=ADMIN[1],
-                        optimizer_enabled=False, dispatch_tick_s=0.2, history_flush_s=1.0,
-                        telemetry_interval_s=0.5)
-    fleet = generate_fleet(n_sites=N_SITES)
-    with running_emulator(fleet, mqtt_url, interval_s=0.5) as emu, \
-            running_app(settings, planner=OptimizerPlanner(time_limit_s=30)) as (url, app), \
-            httpx.Client(base_url=url, timeout=60) as client:
-        admin = login(client, *ADMIN)
-        for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer")):
-            r = client.post("/api/v1/users", headers=admin,
-                            json={"name": name, "password": password, "role": role})
-            assert r.status_code == 201, r.text
-        wait_for(lambda: client.get("/healthz").json()["last_ingest_s"])
-        yield {"url": url, "app": app, "emu": emu, "client": client, "fleet": fleet,
-               "operator": login(client, *OPERATOR), "viewer": login(client, *VIEWER)}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture()
-def page_for(browser: Any, stack: dict[str, Any]) -> Iterator[Any]:
-    """``page_for((user, password), width, height)``: a fresh signed-in page."""
-    contexts = []
-
-    def make(user: tuple[str, str], width: int = 1280, height: int = 900,
-             color_scheme: str = "light") -> Any:
-        ctx = browser.new_context(viewport={"width": width, "height": height},
-                                  color_scheme=color_scheme)
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.set_default_timeout(20_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors
-        page.goto(stack["url"] + "/")
-        page.fill("#login-user", user[0])
-        page.fill("#login-password", user[1])
-        page.click("#login-form button[type=submit]")
-        page.wait_for_selector("#kpis")
-        page.wait_for_selector("#conn[data-state=live]")
-        return page
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+require_browser()
 
 
 def test_page_and_libraries_are_served_from_the_package(stack):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from api.http.dashboard import HERE, VENDOR_FILES, missing_vendor_files, mount_d
 
 
 class _Client:
-    """Requests to an ASGI app in-process (httpx's ASGI transport, no server)."""
+    """Requests to an ASGI app in-process (httpx's ASGI transport, no server), each on an
+    event loop in a thread of its own: Playwright's sync API may hold this thread's."""
 
     def __init__(self, app: FastAPI):
         self.app = app
@@ -24,7 +26,8 @@ class _Client:
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 return await c.get(path)
 
-        return asyncio.run(go())
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, go()).result()
 
 
 def _app(**kwargs: Any) -> _Client:
