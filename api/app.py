@@ -76,7 +76,9 @@ def create_app(settings: Settings | None = None, *, planner: Planner | None = No
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(system.router)
     app.include_router(graphql_router(), prefix="/graphql")
-    mount_dashboard(app)  # the operator's dashboard at / (static files; after the API routes)
+    # the operator's dashboard at / (static files; after the API routes)
+    mount_dashboard(app, tile_url=settings.map_tile_url,
+                    tile_attribution=settings.map_tile_attribution)
     if settings.mode == "replica":  # writes go to the leader
         app.add_middleware(ForwardToLeader)
     app.add_middleware(LatencyMiddleware)

@@ -17,6 +17,10 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+OSM_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = ('&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> '
+                   "contributors")
+
 
 class Settings(BaseSettings):
     """Configuration of ``ecogrid serve`` / ``ecogrid demo`` (see docs/configuration.md)."""
@@ -130,6 +134,24 @@ class Settings(BaseSettings):
     events_relay: bool = Field(False, description="leader: also publish every WebSocket "
                                "event (plans, commands, alerts, kpis) to the MQTT topics "
                                "ecogrid/events/{channel}, for the replicas")
+    map_tile_url: str | None = Field(
+        OSM_TILE_URL, description="the dashboard map's tile URL template "
+        "(https://.../{z}/{x}/{y}.png; {s} for subdomains); 'none' or empty: no basemap, the "
+        "sites on a plain background (offline sites). The default is OpenStreetMap's public "
+        "tile server: fine for a demo, under its usage policy; run or rent a tile server for "
+        "a production fleet")
+    map_tile_attribution: str = Field(OSM_ATTRIBUTION, description="the attribution shown "
+                                      "with the tiles (HTML; required by most tile providers)")
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_url(cls, v: str | None) -> str | None:
+        if v is None or v.strip().lower() in ("", "none", "off"):
+            return None
+        if not v.startswith(("http://", "https://", "/")) or "{z}" not in v:
+            raise ValueError(f"{v!r} is not a tile URL template: it must start with http://, "
+                             "https:// or / and hold {z}, {x} and {y}")
+        return v
 
     @field_validator("log_level")
     @classmethod

@@ -5,14 +5,14 @@ the front-end libraries (``vendor/``, filled by ``./bootstrap setup`` from
 ``web/node_modules``) live in this package. :func:`mount_dashboard` adds them to
 the FastAPI app: ``GET /`` answers the page; ``/js``, ``/css`` and ``/vendor``
 the files; ``GET /dashboard/config.json`` the page's settings (the map's tile
-URL, from ``ECOGRID_MAP_TILE_URL`` when set: without one the map draws the
-sites on a plain background and needs no internet).
+URL and attribution, ``ECOGRID_MAP_TILE_URL`` and ``ECOGRID_MAP_TILE_ATTRIBUTION``
+in the service's settings: without a URL, or when its tiles cannot be had, the map
+draws the sites on a plain background with a notice and needs no internet).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ VENDOR_DIR = HERE / "vendor"
 #: Files the page imports from ``vendor/`` (``./bootstrap setup`` copies them there).
 VENDOR_FILES: tuple[str, ...] = ("leaflet/leaflet-src.esm.js", "leaflet/leaflet.css",
                                  "uplot/uPlot.esm.js", "uplot/uPlot.min.css")
-TILE_URL_ENV = "ECOGRID_MAP_TILE_URL"
 
 
 def missing_vendor_files(vendor_dir: Path = VENDOR_DIR) -> list[str]:
@@ -36,7 +35,7 @@ def missing_vendor_files(vendor_dir: Path = VENDOR_DIR) -> list[str]:
 
 
 def mount_dashboard(app: FastAPI, *, tile_url: str | None = None,
-                    tile_attribution: str | None = None) -> None:
+                    tile_attribution: str = "") -> None:
     """Serve the dashboard at ``/`` of ``app``.
 
     Call it after the API's routers are included: the API's routes keep
@@ -47,19 +46,18 @@ def mount_dashboard(app: FastAPI, *, tile_url: str | None = None,
     app : FastAPI
         The API application.
     tile_url : str, optional
-        Map tile URL template (``https://.../{z}/{x}/{y}.png``); default: the
-        ``ECOGRID_MAP_TILE_URL`` environment variable, else none (plain background).
-    tile_attribution : str, optional
-        Attribution shown with the tiles (default: ``ECOGRID_MAP_TILE_ATTRIBUTION``).
+        Map tile URL template (``https://.../{z}/{x}/{y}.png``); none: no basemap, the
+        sites on a plain background.
+    tile_attribution : str
+        Attribution shown with the tiles (HTML).
     """
     missing = missing_vendor_files()
     if missing:
         log.warning("dashboard libraries missing in %s (%s): run ./bootstrap setup",
                     VENDOR_DIR, ", ".join(missing))
     config: dict[str, Any] = {
-        "tile_url": tile_url if tile_url is not None else os.environ.get(TILE_URL_ENV) or None,
-        "tile_attribution": (tile_attribution if tile_attribution is not None
-                             else os.environ.get("ECOGRID_MAP_TILE_ATTRIBUTION", "")),
+        "tile_url": tile_url or None,
+        "tile_attribution": tile_attribution,
         "vendor_missing": missing,
     }
 

@@ -8,6 +8,10 @@ The fixtures (``stack``, ``browser``, ``page_for``) are in this package's
 from __future__ import annotations
 
 import shutil
+import struct
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +60,60 @@ def shot(page: Any, name: str) -> None:
     """A full-page screenshot to ``artifacts/screenshots/<name>.png``."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A solid-colour PNG (what a tile server answers, without one at hand)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+class TileServer:
+    """A local map tile server (``/tiles/{z}/{x}/{y}.png``) for the map's basemap, with a
+    switch to take it down: the dashboard must then fall back to a plain background.
+
+    ``served`` counts the tiles answered.
+    """
+
+    TILE = _png(256, 256, (205, 221, 214))
+
+    def __init__(self) -> None:
+        self.down = False
+        self.served = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                ok = not server.down and self.path.startswith("/tiles/") and \
+                    self.path.endswith(".png")
+                body = TileServer.TILE if ok else b"down"
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Type", "image/png" if ok else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.end_headers()
+                self.wfile.write(body)
+                if ok:
+                    server.served += 1
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/tiles/{{z}}/{{x}}/{{y}}.png"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> TileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -19,8 +19,15 @@ import pytest
 from adapters.broker import Broker
 from api.live.planning import OptimizerPlanner
 from api.settings import Settings
-from tests.api.http.dashboard.browser import (CHROMIUM, CHROMIUM_ARGS, N_SITES, OPERATOR,
-                                              VIEWER, require_browser)
+from tests.api.http.dashboard.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    N_SITES,
+    OPERATOR,
+    VIEWER,
+    TileServer,
+    require_browser,
+)
 from tests.api.server import ADMIN, login, running_app, running_emulator, wait_for
 from twin.generator import generate_fleet
 
@@ -29,16 +36,18 @@ from twin.generator import generate_fleet
 def stack() -> Iterator[dict[str, Any]]:
     # A private folder, not pytest's basetemp: concurrent pytest runs on a shared machine
     # prune old basetemp folders, which would pull the registry and broker from under us.
-    with tempfile.TemporaryDirectory(prefix="ecogrid-dashboard-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ecogrid-dashboard-") as tmp, \
+            TileServer() as tiles:
         broker = Broker(Path(tmp) / "mosquitto").start()
         try:
-            yield from _stack(Path(tmp) / "data", broker.url)
+            yield from _stack(Path(tmp) / "data", broker.url, tiles)
         finally:
             broker.stop()
 
 
-def _stack(data_dir: Path, mqtt_url: str) -> Iterator[dict[str, Any]]:
-    settings = Settings(data_dir=data_dir, mqtt_url=mqtt_url,
+def _stack(data_dir: Path, mqtt_url: str, tiles: TileServer) -> Iterator[dict[str, Any]]:
+    settings = Settings(data_dir=data_dir, mqtt_url=mqtt_url, map_tile_url=tiles.url,
+                        map_tile_attribution="© test tiles",
                         fleet_sites=N_SITES, admin_user=ADMIN[0], admin_password=ADMIN[1],
                         optimizer_enabled=False, dispatch_tick_s=0.2, history_flush_s=1.0,
                         telemetry_interval_s=0.5)
@@ -54,7 +63,7 @@ def _stack(data_dir: Path, mqtt_url: str) -> Iterator[dict[str, Any]]:
         wait_for(lambda: client.get("/healthz").json()["last_ingest_s"])
         yield {"url": url, "app": app, "emu": emu, "client": client, "fleet": fleet,
                "admin": admin, "operator": login(client, *OPERATOR),
-               "viewer": login(client, *VIEWER), "data_dir": data_dir}
+               "viewer": login(client, *VIEWER), "data_dir": data_dir, "tiles": tiles}
 
 
 @pytest.fixture(scope="package")

@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.api.http.dashboard.browser import (N_SITES, OPERATOR, SCENARIO, VIEWER,
-                                              require_browser, shot)
+from tests.api.http.dashboard.browser import (
+    N_SITES,
+    OPERATOR,
+    SCENARIO,
+    VIEWER,
+    require_browser,
+    shot,
+)
 from tests.api.server import wait_for
 
 IN_FLIGHT = ("pending", "queued", "sent", "received")
@@ -32,7 +38,8 @@ def test_page_and_libraries_are_served_from_the_package(stack):
     for path in ("/vendor/uplot/uPlot.esm.js", "/vendor/leaflet/leaflet-src.esm.js",
                  "/js/views/overview.js", "/css/dashboard.css"):
         assert c.get(path).status_code == 200, path
-    assert c.get("/dashboard/config.json").json()["tile_url"] is None
+    config = c.get("/dashboard/config.json").json()
+    assert config["tile_url"] == stack["tiles"].url and config["tile_attribution"]
     assert c.get("/api/v1/nope").status_code == 404
 
 
@@ -53,7 +60,10 @@ def test_operator_sees_kpis_change_live_and_the_map(stack, page_for):
         f"() => document.querySelectorAll('#site-map path[data-status=online]').length "
         f"=== {N_SITES}")
     page.wait_for_function("() => document.querySelectorAll('#site-table tbody tr').length === 3")
-    assert page.locator(".leaflet-tile").count() == 0  # no tile server needed
+    # The basemap is the configured tile server's, with its attribution.
+    page.wait_for_selector("#site-map[data-basemap=tiles] .leaflet-tile-loaded")
+    assert "test tiles" in page.locator(".leaflet-control-attribution").inner_text()
+    assert page.locator("#map-notice").count() == 0
     page.wait_for_timeout(1500)  # let the fleet chart gather a few live samples
     # The fleet chart's range starts from the server's fleet history (any fleet size).
     page.wait_for_function("() => document.querySelector('#chart-note').innerText"
@@ -70,6 +80,25 @@ def test_operator_sees_kpis_change_live_and_the_map(stack, page_for):
     page.wait_for_url(f"**/#/site/{site}")
     page.wait_for_selector("#device-table")
     assert site in page.locator("h1").inner_text()
+    assert page.errors == []
+
+
+def test_map_falls_back_to_a_plain_background_with_a_notice(stack, page_for):
+    tiles = stack["tiles"]
+    tiles.down = True
+    try:
+        page = page_for(VIEWER)
+        page.wait_for_selector("#site-map[data-basemap=plain]")
+        notice = page.locator("#map-notice")
+        assert "could not be loaded" in notice.inner_text()
+        assert "plain background" in notice.inner_text()
+        assert page.locator("#site-map .leaflet-tile-loaded").count() == 0
+        # The sites are all there, coloured by status, and still open their pages.
+        page.wait_for_function(f"() => document.querySelectorAll('#site-map path[data-site]')"
+                               f".length === {N_SITES}")
+        shot(page, "overview-offline-map")
+    finally:
+        tiles.down = False
     assert page.errors == []
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from api.http.dashboard import HERE, VENDOR_FILES, missing_vendor_files, mount_dashboard
+from api.settings import Settings
 
 
 class _Client:
@@ -63,14 +66,24 @@ def test_every_module_the_page_imports_exists():
                 assert (path.parent / target).resolve().is_file(), (path, target)
 
 
-def test_tile_url_is_configurable_and_off_by_default(monkeypatch):
-    monkeypatch.delenv("ECOGRID_MAP_TILE_URL", raising=False)
+def test_tile_url_comes_from_the_settings_openstreetmap_by_default(monkeypatch):
+    for name in ("ECOGRID_MAP_TILE_URL", "ECOGRID_MAP_TILE_ATTRIBUTION"):
+        monkeypatch.delenv(name, raising=False)
+    default = Settings()
+    assert default.map_tile_url == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    assert "OpenStreetMap" in default.map_tile_attribution
+    monkeypatch.setenv("ECOGRID_MAP_TILE_URL", "none")
+    assert Settings().map_tile_url is None  # offline sites: no basemap
+    monkeypatch.setenv("ECOGRID_MAP_TILE_URL", "https://tiles.local/{z}/{x}/{y}.png")
+    assert Settings().map_tile_url == "https://tiles.local/{z}/{x}/{y}.png"
+    monkeypatch.setenv("ECOGRID_MAP_TILE_URL", "tiles.local/map.png")
+    with pytest.raises(ValidationError, match="is not a tile URL template"):
+        Settings()
+    config = _app(tile_url="http://other/{z}/{x}/{y}.png", tile_attribution="© Other").get(
+        "/dashboard/config.json").json()
+    assert config["tile_url"] == "http://other/{z}/{x}/{y}.png"
+    assert config["tile_attribution"] == "© Other"
     assert _app().get("/dashboard/config.json").json()["tile_url"] is None
-    monkeypatch.setenv("ECOGRID_MAP_TILE_URL", "http://tiles.local/{z}/{x}/{y}.png")
-    assert _app().get("/dashboard/config.json").json()["tile_url"] == \
-        "http://tiles.local/{z}/{x}/{y}.png"
-    assert _app(tile_url="http://other/{z}/{x}/{y}.png").get(
-        "/dashboard/config.json").json()["tile_url"] == "http://other/{z}/{x}/{y}.png"
 
 
 def test_missing_libraries_are_named(tmp_path: Path):
